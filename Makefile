@@ -1,0 +1,47 @@
+# Two commands after cloning: `make run` (execute every lesson, write build/results.md) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# nbval compares only cells marked NBVAL_CHECK_OUTPUT (lax mode); each cell gets at most this many seconds.
+CELL_TIMEOUT ?= 1200
+
+.PHONY: venv run test unit nbtest lab bench clean lock
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"recsuite needs Python 3.11, $(PYTHON) is {sys.version.split()[0]}; run make PYTHON=python3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+run: venv
+	$(PY) -m recsuite.runner
+
+test: venv
+	set -o pipefail; TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+unit: venv
+	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
+
+nbtest: venv
+	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env \
+	  --nbval-cell-timeout=$(CELL_TIMEOUT) --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: venv
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Re-lock the transitive versions after changing a pin in pyproject.toml.
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | grep -v '^recsuite' > constraints.txt
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,29 @@
+"""The simplest recommenders, which every other model has to beat."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def popularity_scores(history: sp.spmatrix, n_users: int | None = None, tie_seed: int | None = None) -> np.ndarray:
+    """Score every item by how many users interacted with it in ``history``; the same for all users.
+
+    Equally popular items (above all the never-seen ones, which all score 0) tie. Ranking then falls
+    back to item index, and MovieLens item ids are correlated with popularity, so a tie would leak
+    information; ``tie_seed`` breaks ties in a seeded random order per user instead (a jitter below 1),
+    which on never-seen items makes popularity what it really is there: a random ranking.
+    Returns a float32 (n_users, n_items) matrix (without ``tie_seed`` a read-only broadcast view).
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if not sp.issparse(history):
+        raise ValueError(f"history must be a scipy.sparse users x items matrix, got {type(history).__name__}")
+    counts = np.asarray((history != 0).sum(axis=0), dtype=np.float32).ravel()
+    n = history.shape[0] if n_users is None else n_users
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n_users must be a positive int, got {n_users!r}")
+    if tie_seed is None:
+        return np.broadcast_to(counts, (n, len(counts)))
+    jitter = np.random.default_rng(tie_seed).random((n, len(counts)), dtype=np.float32)
+    return counts + 0.5 * jitter

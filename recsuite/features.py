@@ -1,0 +1,84 @@
+"""User, item and context features shared by the content, fusion and re-ranking lessons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# MovieLens-1M's age groups, used for ML-100K too so that user groups compare across releases.
+AGE_BINS = [0, 18, 25, 35, 45, 50, 56, 200]
+AGE_LABELS = ["<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"]
+
+
+def age_bucket(age) -> pd.Categorical:
+    """MovieLens-1M age groups for ages in years.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    a = pd.Series(age, dtype="float64")
+    if a.isna().any() or (a < 0).any():
+        raise ValueError("age must be non-negative numbers without missing values")
+    return pd.cut(a, AGE_BINS, right=False, labels=AGE_LABELS)
+
+
+def genre_matrix(items: pd.DataFrame, item_ids=None) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot (n_items, n_genres) float32 genre matrix and the genre names (sorted).
+
+    Rows follow ``item_ids`` (e.g. ``IndexMap.item_ids``) when given, else ``items`` order; an item
+    without genres gets an all-zero row.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if not {"item_id", "genres"} <= set(items.columns):
+        raise ValueError("items must have 'item_id' and 'genres' (list of str) columns")
+    names = sorted({g for gs in items.genres for g in gs})
+    col = {g: j for j, g in enumerate(names)}
+    by_id = dict(zip(items.item_id, items.genres))
+    ids = items.item_id.to_numpy() if item_ids is None else np.asarray(item_ids)
+    unknown = [i for i in ids[:1000] if i not in by_id]
+    if unknown:
+        raise ValueError(f"item_ids has ids missing from items, e.g. {unknown[:5]}")
+    out = np.zeros((len(ids), len(names)), dtype=np.float32)
+    for r, i in enumerate(ids):
+        for g in by_id[i]:
+            out[r, col[g]] = 1.0
+    return out, names
+
+
+def user_features(users: pd.DataFrame, user_ids=None) -> pd.DataFrame:
+    """One row per user (in ``user_ids`` order): age, age bucket, gender, occupation and zip region.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    need = {"user_id", "age", "gender", "occupation", "zip_code"}
+    if not need <= set(users.columns):
+        raise ValueError(f"users must have columns {sorted(need)}")
+    df = users.set_index("user_id")
+    if user_ids is not None:
+        missing = pd.Index(user_ids).difference(df.index)
+        if len(missing):
+            raise ValueError(f"user_ids has ids missing from users, e.g. {missing[:5].tolist()}")
+        df = df.loc[np.asarray(user_ids)]
+    out = pd.DataFrame(index=df.index)
+    out["age"] = df.age.astype(int)
+    out["age_bucket"] = age_bucket(df.age.to_numpy()).astype(str).to_numpy()
+    out["gender"] = df.gender.astype("category")
+    out["occupation"] = df.occupation.astype("category")
+    # First digit of a US zip code is a broad region; Canadian codes start with a letter.
+    out["zip_region"] = df.zip_code.str[0].where(df.zip_code.str[0].str.isdigit(), "non-US")
+    return out
+
+
+def context_features(interactions: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``hour`` (0-23, UTC), ``weekday`` (0 = Monday) and ``datetime`` from ``timestamp`` (seconds).
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if "timestamp" not in interactions.columns:
+        raise ValueError("interactions must have a 'timestamp' column (Unix seconds)")
+    out = interactions.copy()
+    t = pd.to_datetime(out.timestamp, unit="s", utc=True)
+    out["datetime"] = t
+    out["hour"] = t.dt.hour.astype("int8")
+    out["weekday"] = t.dt.weekday.astype("int8")
+    return out

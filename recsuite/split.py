@@ -1,0 +1,342 @@
+"""The one evaluation protocol every lesson uses.
+
+1. ``cold_item_split`` sets aside a seeded 10 % of items with *all* their interactions (new items).
+2. ``temporal_user_split`` splits each user's remaining (warm) history in time: 80 % train, 10 % valid,
+   10 % test.
+3. ``valid`` and ``test`` rank the warm catalogue with already-seen items masked; ``cold_test`` ranks the
+   cold items only ("which of the new items will this user like?").
+
+``load_protocol()`` builds all of it from MovieLens-100K, with one explicit ``IndexMap`` from raw ids to
+contiguous indices, and caches it under ``datasets/`` so every notebook gets the identical split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsuite import metrics as M
+
+EVAL_SETS = ("valid", "test", "cold_test")
+_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+
+
+def _check_interactions(interactions: pd.DataFrame, name: str = "interactions") -> None:
+    if not isinstance(interactions, pd.DataFrame):
+        raise ValueError(f"{name} must be a pandas DataFrame, got {type(interactions).__name__}")
+    missing = [c for c in _COLUMNS if c not in interactions.columns]
+    if missing:
+        raise ValueError(f"{name} must have columns {_COLUMNS}, missing {missing}")
+
+
+def temporal_user_split(
+    interactions: pd.DataFrame, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split each user's interactions in time into (train, valid, test).
+
+    Per user, rows are ordered by timestamp, ties broken by item_id. With n rows, valid and test get
+    ``floor(ratio * n)`` rows each but at least one when n >= 3, train the rest (so train is never
+    empty); users with fewer than 3 rows stay entirely in train. Every row lands in exactly one part.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    _check_interactions(interactions)
+    r = np.asarray(ratios, dtype=float)
+    if r.shape != (3,) or not np.all(np.isfinite(r)) or np.any(r < 0) or not np.isclose(r.sum(), 1.0):
+        raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {ratios!r}")
+    df = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
+    pos = df.groupby("user_id", sort=False).cumcount().to_numpy()
+    n = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+    n_valid = np.floor(r[1] * n).astype(int)
+    n_test = np.floor(r[2] * n).astype(int)
+    big = n >= 3
+    n_valid = np.where(big & (r[1] > 0), np.maximum(n_valid, 1), np.where(big, n_valid, 0))
+    n_test = np.where(big & (r[2] > 0), np.maximum(n_test, 1), np.where(big, n_test, 0))
+    n_train = n - n_valid - n_test
+    train = df[pos < n_train]
+    valid = df[(pos >= n_train) & (pos < n_train + n_valid)]
+    test = df[pos >= n_train + n_valid]
+    return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def cold_item_split(
+    interactions: pd.DataFrame, frac: float = 0.1, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a seeded ``frac`` of items with every one of their interactions: (warm, cold).
+
+    Items are drawn uniformly (not by popularity) from the items present, so cold items look like
+    the catalogue; ``round(frac * n_items)`` of them, at least one.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    _check_interactions(interactions)
+    if not (isinstance(frac, (int, float)) and 0 < frac < 1):
+        raise ValueError(f"frac must be a number in (0, 1), got {frac!r}")
+    items = np.unique(interactions.item_id.to_numpy())
+    n_cold = max(1, int(round(frac * len(items))))
+    cold_items = np.random.default_rng(seed).choice(items, size=n_cold, replace=False)
+    is_cold = interactions.item_id.isin(cold_items).to_numpy()
+    return interactions[~is_cold].reset_index(drop=True), interactions[is_cold].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """Raw ids <-> contiguous indices, for users and items. Every model and metric uses these indices.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+
+    user_ids: np.ndarray  # sorted raw user ids; position = user index
+    item_ids: np.ndarray  # sorted raw item ids; position = item index
+
+    @classmethod
+    def from_ids(cls, user_ids, item_ids) -> "IndexMap":
+        return cls(np.unique(np.asarray(user_ids)), np.unique(np.asarray(item_ids)))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @staticmethod
+    def _lookup(known: np.ndarray, raw, what: str) -> np.ndarray:
+        raw = np.asarray(raw)
+        idx = np.searchsorted(known, raw)
+        ok = (idx < len(known)) & (known[np.minimum(idx, len(known) - 1)] == raw)
+        if not np.all(ok):
+            bad = np.unique(raw[~ok])[:5]
+            raise ValueError(f"{what} ids not in the index: {bad.tolist()} (of {int((~ok).sum())} unknown)")
+        return idx.astype(np.int64)
+
+    def user_index(self, raw_user_ids) -> np.ndarray:
+        return self._lookup(self.user_ids, raw_user_ids, "user")
+
+    def item_index(self, raw_item_ids) -> np.ndarray:
+        return self._lookup(self.item_ids, raw_item_ids, "item")
+
+    def save(self, path: Path) -> None:
+        np.savez(path, user_ids=self.user_ids, item_ids=self.item_ids)
+
+    @classmethod
+    def load(cls, path: Path) -> "IndexMap":
+        with np.load(path) as z:
+            return cls(z["user_ids"], z["item_ids"])
+
+
+def to_csr(df: pd.DataFrame, n_users: int, n_items: int, values: str | None = None) -> sp.csr_matrix:
+    """Users x items CSR from a frame with ``user_idx``/``item_idx`` columns (1.0, or ``values``).
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    for col in ("user_idx", "item_idx"):
+        if col not in df.columns:
+            raise ValueError(f"df must have a {col!r} column (add indices with Protocol/IndexMap first)")
+    data = np.ones(len(df), np.float32) if values is None else df[values].to_numpy(np.float32)
+    m = sp.csr_matrix((data, (df.user_idx.to_numpy(), df.item_idx.to_numpy())), shape=(n_users, n_items))
+    m.sum_duplicates()
+    m.sort_indices()
+    return m
+
+
+@dataclass
+class Protocol:
+    """The split every lesson shares: frames with ``user_idx``/``item_idx``, the index and the item sets.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+
+    index: IndexMap
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    cold_test: pd.DataFrame
+    cold_items: np.ndarray  # item indices
+    params: dict = field(default_factory=dict)
+    _csr: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        return self.index.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.index.n_items
+
+    @property
+    def warm_items(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(self.n_items), self.cold_items)
+
+    def frame(self, name: str) -> pd.DataFrame:
+        if name not in ("train", *EVAL_SETS):
+            raise ValueError(f"name must be one of {('train', *EVAL_SETS)}, got {name!r}")
+        return getattr(self, name)
+
+    def csr(self, name: str) -> sp.csr_matrix:
+        """Binary users x items matrix of one part (``train``, ``valid``, ``test``, ``cold_test``)."""
+        if name not in self._csr:
+            self._csr[name] = to_csr(self.frame(name), self.n_users, self.n_items)
+        return self._csr[name]
+
+    def _check_eval_set(self, eval_set: str) -> None:
+        if eval_set not in EVAL_SETS:
+            raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+
+    def history_frame(self, eval_set: str) -> pd.DataFrame:
+        """What a model may be fit on before ranking ``eval_set``: train for valid, train+valid otherwise."""
+        self._check_eval_set(eval_set)
+        if eval_set == "valid":
+            return self.train
+        return pd.concat([self.train, self.valid], ignore_index=True)
+
+    def history(self, eval_set: str) -> sp.csr_matrix:
+        """``history_frame`` as a binary CSR; these items are masked when ranking ``eval_set``."""
+        self._check_eval_set(eval_set)
+        if eval_set == "valid":
+            return self.csr("train")
+        return (self.csr("train") + self.csr("valid")).astype(bool).astype(np.float32).tocsr()
+
+    def candidates(self, eval_set: str) -> np.ndarray:
+        """Boolean (n_items,) mask of the catalogue ranked for ``eval_set``."""
+        self._check_eval_set(eval_set)
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[self.cold_items if eval_set == "cold_test" else self.warm_items] = True
+        return mask
+
+    def item_popularity(self, eval_set: str = "test") -> np.ndarray:
+        """Interactions per item in the history of ``eval_set`` (cold items: 0)."""
+        return np.asarray(self.history(eval_set).sum(axis=0)).ravel()
+
+    def rank(self, scores: np.ndarray, eval_set: str, k: int = 10) -> np.ndarray:
+        """Top-k item indices per user for ``eval_set``: history masked, catalogue restricted."""
+        self._check_eval_set(eval_set)
+        exclude = None if eval_set == "cold_test" else self.history(eval_set)
+        return M.topk_from_scores(scores, k, exclude=exclude, allowed=self.candidates(eval_set))
+
+    def evaluate(self, scores: np.ndarray, eval_set: str, k: int = 10, **beyond) -> dict:
+        """All metrics of ``M.evaluate`` for a users x items score matrix on ``eval_set``.
+
+        ``beyond`` is passed to ``metrics.evaluate`` (``item_vectors=``, ...); coverage is over the
+        ranked catalogue and novelty uses the popularity in ``eval_set``'s history.
+        """
+        topk = self.rank(scores, eval_set, k)
+        beyond.setdefault("catalog", np.flatnonzero(self.candidates(eval_set)))
+        beyond.setdefault("item_popularity", self.item_popularity(eval_set))
+        return M.evaluate(topk, self.csr(eval_set), k=k, **beyond)
+
+    def summary(self) -> pd.DataFrame:
+        """Rows, users and items in each part."""
+        rows = []
+        for name in ("train", *EVAL_SETS):
+            df = self.frame(name)
+            rows.append(
+                {"part": name, "interactions": len(df), "users": df.user_id.nunique(), "items": df.item_id.nunique()}
+            )
+        return pd.DataFrame(rows).set_index("part")
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.index.save(tmp / "index.npz")
+        for name in ("train", *EVAL_SETS):
+            self.frame(name)[_COLUMNS].to_csv(tmp / f"{name}.csv.gz", index=False)
+        np.save(tmp / "cold_items.npy", self.cold_items)
+        (tmp / "params.json").write_text(json.dumps(self.params, indent=1, sort_keys=True))
+        if folder.exists():  # another process built the same protocol first; its copy is identical
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+            return
+        tmp.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Protocol":
+        folder = Path(folder)
+        index = IndexMap.load(folder / "index.npz")
+        frames = {}
+        for name in ("train", *EVAL_SETS):
+            df = pd.read_csv(folder / f"{name}.csv.gz", dtype="int64")
+            frames[name] = _with_indices(df, index)
+        params = json.loads((folder / "params.json").read_text())
+        return cls(index, cold_items=np.load(folder / "cold_items.npy"), params=params, **frames)
+
+
+def _with_indices(df: pd.DataFrame, index: IndexMap) -> pd.DataFrame:
+    out = df[_COLUMNS].copy()
+    out["user_idx"] = index.user_index(out.user_id.to_numpy())
+    out["item_idx"] = index.item_index(out.item_id.to_numpy())
+    return out.reset_index(drop=True)
+
+
+def make_protocol(
+    interactions: pd.DataFrame,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cold_frac: float = 0.1,
+    seed: int = 0,
+    all_user_ids=None,
+    all_item_ids=None,
+) -> Protocol:
+    """Cold items first, then the temporal split of the warm interactions, indexed in one ``IndexMap``.
+
+    The index covers every user and item in ``interactions`` (plus ``all_*_ids`` when given, e.g.
+    catalogue items nobody rated), cold items included, so one score matrix serves every eval set.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    _check_interactions(interactions)
+    warm, cold = cold_item_split(interactions, frac=cold_frac, seed=seed)
+    train, valid, test = temporal_user_split(warm, ratios)
+    users = interactions.user_id.to_numpy() if all_user_ids is None else np.union1d(interactions.user_id, all_user_ids)
+    items = interactions.item_id.to_numpy() if all_item_ids is None else np.union1d(interactions.item_id, all_item_ids)
+    index = IndexMap.from_ids(users, items)
+    cold_items = index.item_index(np.unique(cold.item_id.to_numpy()))
+    params = {"ratios": list(ratios), "cold_frac": cold_frac, "seed": seed}
+    return Protocol(
+        index=index,
+        train=_with_indices(train, index),
+        valid=_with_indices(valid, index),
+        test=_with_indices(test, index),
+        cold_test=_with_indices(cold, index),
+        cold_items=np.sort(cold_items),
+        params=params,
+    )
+
+
+def load_protocol(
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    cold_frac: float = 0.1,
+    seed: int = 0,
+    cache: bool = True,
+) -> Protocol:
+    """The suite's protocol on MovieLens-100K, from the ``datasets/`` cache or rebuilt deterministically.
+
+    The cache folder name hashes the parameters and the data checksums, so a change of either builds a
+    new split instead of returning a stale one.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    from recsuite.data import ML100K_SHA256, load_movielens_100k
+    from recsuite.paths import data_home
+
+    key = json.dumps({"ratios": list(ratios), "cold_frac": cold_frac, "seed": seed, "data": ML100K_SHA256}, sort_keys=True)
+    folder = data_home() / "processed" / f"ml-100k-protocol-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if cache and (folder / "params.json").is_file():
+        return Protocol.load(folder)
+    ml = load_movielens_100k()
+    proto = make_protocol(
+        ml.interactions, ratios, cold_frac, seed, all_user_ids=ml.users.user_id, all_item_ids=ml.items.item_id
+    )
+    if cache:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        proto.save(folder)
+    return proto

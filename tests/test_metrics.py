@@ -1,0 +1,150 @@
+"""Hand-computed checks of recsuite.metrics (k small enough to verify on paper)."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsuite import metrics as M
+
+
+def csr(rows, n_items):
+    r, c = zip(*[(u, i) for u, items in enumerate(rows) for i in items]) if any(rows) else ((), ())
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(rows), n_items))
+
+
+# user 0: relevant {1, 3}; list [1, 2, 3] -> hits at ranks 1 and 3
+# user 1: relevant {4};    list [0, 2, 4] -> hit at rank 3
+# user 2: no relevant items -> ignored by ranking metrics
+TOPK = np.array([[1, 2, 3], [0, 2, 4], [0, 1, 2]])
+TRUTH = csr([[1, 3], [4], []], 5)
+D = [1 / math.log2(i + 2) for i in range(3)]
+
+
+def test_ndcg_hand_computed():
+    u0 = (D[0] + D[2]) / (D[0] + D[1])
+    u1 = D[2] / D[0]
+    assert M.ndcg_at_k(TOPK, TRUTH, k=3) == pytest.approx((u0 + u1) / 2)
+
+
+def test_recall_precision_hit_mrr_map_hand_computed():
+    assert M.recall_at_k(TOPK, TRUTH, k=3) == pytest.approx((2 / 2 + 1 / 1) / 2)
+    assert M.precision_at_k(TOPK, TRUTH, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert M.hit_rate_at_k(TOPK, TRUTH, k=3) == pytest.approx(1.0)
+    assert M.mrr_at_k(TOPK, TRUTH, k=3) == pytest.approx((1 + 1 / 3) / 2)
+    # MAP: u0 = (P@1 + P@3) / min(2, 3) = (1 + 2/3) / 2; u1 = P@3 / 1 = 1/3
+    assert M.map_at_k(TOPK, TRUTH, k=3) == pytest.approx(((1 + 2 / 3) / 2 + 1 / 3) / 2)
+
+
+def test_k_cuts_the_lists():
+    assert M.recall_at_k(TOPK, TRUTH, k=1) == pytest.approx((1 / 2 + 0) / 2)
+    assert M.ndcg_at_k(TOPK, TRUTH, k=1) == pytest.approx(0.5)
+
+
+def test_perfect_ranking_scores_one():
+    topk = np.array([[3, 1, 0], [4, 0, 1]])
+    truth = csr([[1, 3], [4]], 5)
+    for f in (M.ndcg_at_k, M.hit_rate_at_k, M.mrr_at_k, M.map_at_k, M.recall_at_k):
+        assert f(topk, truth, k=3) == pytest.approx(1.0), f.__name__
+    # precision is hits / k, so a perfect list for |rel| < k stays below 1 (RecBole's definition)
+    assert M.precision_at_k(topk, truth, k=3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+
+
+def test_empty_ranking_scores_zero():
+    topk = np.array([[0, 2], [1, 2]])
+    truth = csr([[1, 3], [4]], 5)
+    for f in (M.ndcg_at_k, M.recall_at_k, M.precision_at_k, M.hit_rate_at_k, M.mrr_at_k, M.map_at_k):
+        assert f(topk, truth, k=2) == 0.0, f.__name__
+
+
+def test_no_relevant_users_at_all_gives_zero():
+    assert M.ndcg_at_k(TOPK, csr([[], [], []], 5), k=3) == 0.0
+
+
+def test_evaluate_row_matches_single_metrics_and_beyond():
+    row = M.evaluate(TOPK, TRUTH, k=3, catalog=5, item_popularity=np.array([4, 0, 1, 1, 2]))
+    assert row["ndcg@3"] == pytest.approx(M.ndcg_at_k(TOPK, TRUTH, 3))
+    assert row["map@3"] == pytest.approx(M.map_at_k(TOPK, TRUTH, 3))
+    assert row["users"] == 2
+    assert row["coverage@3"] == pytest.approx(1.0)
+    assert {"gini@3", "novelty@3"} <= set(row)
+
+
+def test_evaluate_catalog_restricts_coverage_and_rejects_outside_items():
+    row = M.evaluate(np.array([[2, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalog=np.array([2, 3, 4]))
+    assert row["coverage@2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside catalog"):
+        M.evaluate(np.array([[0, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalog=np.array([2, 3, 4]))
+
+
+def test_coverage_gini_hand_computed():
+    topk = np.array([[0, 1], [0, 1]])
+    assert M.catalog_coverage(topk, 4, k=2) == pytest.approx(0.5)
+    # counts sorted [0, 0, 2, 2]: G = sum((2i - 5) x_i) / (4 * 4) = ((1)*2 + (3)*2) / 16 = 0.5
+    assert M.gini_index(topk, 4, k=2) == pytest.approx(0.5)
+    assert M.gini_index(np.array([[0, 1], [2, 3]]), 4, k=2) == pytest.approx(0.0)
+
+
+def test_intra_list_diversity_hand_computed():
+    v = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    # list [0, 1]: cos 0 -> 1; list [0, 2]: cos 1/sqrt2 -> 1 - 0.7071
+    got = M.intra_list_diversity(np.array([[0, 1], [0, 2]]), v, k=2)
+    assert got == pytest.approx((1 + 1 - 1 / math.sqrt(2)) / 2)
+    # zero vectors have cosine 0 to everything
+    assert M.intra_list_diversity(np.array([[0, 3]]), v, k=2) == pytest.approx(1.0)
+
+
+def test_novelty_hand_computed_and_unseen_items_finite():
+    pop = np.array([3, 1, 0])  # p = (c + 1) / (4 + 3) = 4/7, 2/7, 1/7
+    got = M.novelty(np.array([[0, 2]]), pop, k=2)
+    assert got == pytest.approx((-math.log2(4 / 7) - math.log2(1 / 7)) / 2)
+
+
+def test_topk_from_scores_orders_masks_and_breaks_ties_by_index():
+    scores = np.array([[0.1, 0.9, 0.5, 0.9], [1.0, 1.0, 1.0, 1.0]], dtype=np.float32)
+    top = M.topk_from_scores(scores, 3)
+    assert top.dtype == np.int64
+    np.testing.assert_array_equal(top, [[1, 3, 2], [0, 1, 2]])
+    exclude = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0]]))
+    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, exclude=exclude), [[3, 2], [1, 2]])
+    allowed = np.array([True, False, True, True])
+    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, allowed=allowed), [[3, 2], [0, 2]])
+
+
+def test_topk_from_scores_matches_a_full_stable_sort_on_random_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(50, 30)).astype(np.float64)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(M.topk_from_scores(scores, 7), expected)
+
+
+@pytest.mark.parametrize(
+    "topk, truth, k, message",
+    [
+        (TOPK[:2], TRUTH, 3, "rows"),
+        (TOPK, TRUTH, 4, "larger than the top-k lists"),
+        (TOPK.astype(float), TRUTH, 3, "integer"),
+        (np.array([[1, 2, 9], [0, 2, 4], [0, 1, 2]]), TRUTH, 3, "outside the catalogue"),
+        (np.array([[1, 1, 3], [0, 2, 4], [0, 1, 2]]), TRUTH, 3, "repeats an item"),
+        (TOPK, TRUTH.toarray(), 3, "scipy.sparse"),
+        (TOPK, TRUTH, 0, "positive int"),
+        (TOPK[0], TRUTH, 3, "2-D"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(topk, truth, k, message):
+    with pytest.raises(ValueError, match=message):
+        M.ndcg_at_k(topk, truth, k=k)
+
+
+def test_topk_from_scores_rejects_nan_inf_and_bad_masks():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.topk_from_scores(np.array([[0.0, np.nan]]), 1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        M.topk_from_scores(np.array([[0.0, np.inf]]), 1)
+    with pytest.raises(ValueError, match="k=3 is larger"):
+        M.topk_from_scores(np.zeros((2, 2)), 3)
+    with pytest.raises(ValueError, match="exclude"):
+        M.topk_from_scores(np.zeros((2, 2)), 1, exclude=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="allowed"):
+        M.topk_from_scores(np.zeros((2, 2)), 1, allowed=np.array([1, 0]))
