@@ -1,0 +1,233 @@
+"""recsuite.llm: template profile texts by hand, and the Hugging Face generator's plumbing and cache."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recsuite import llm
+
+USER = {"user_id": 7, "age": 24, "gender": "M", "occupation": "technician"}
+
+
+def items_frame():
+    return pd.DataFrame(
+        {
+            "item_id": [1, 2, 3, 4, 5, 6],
+            "title": ["Contact", "Fargo", "Alien", "Usual Suspects, The", "Mystery Film", "Toy Story"],
+            "year": pd.array([1997, 1996, 1979, 1995, pd.NA, 1995], dtype="Int64"),
+            "genres": [
+                ["Drama", "Sci-Fi"],
+                ["Crime", "Drama", "Thriller"],
+                ["Action", "Horror", "Sci-Fi", "Thriller"],
+                ["Crime", "Thriller"],
+                ["Sci-Fi"],
+                ["Animation", "Comedy"],
+            ],
+        }
+    )
+
+
+def history_frame():
+    times = {1: 300, 2: 200, 3: 100, 4: 400, 5: 50}
+    hist = items_frame().iloc[:5].copy()
+    hist["timestamp"] = hist.item_id.map(times)
+    return hist
+
+
+# --------------------------------------------------------------------------------------------- template backend
+
+
+def test_profile_text_by_hand():
+    # Genre counts: Sci-Fi 3, Thriller 3, Crime 2, Drama 2, ... -> the tie is broken alphabetically.
+    # Median year of (1997, 1996, 1979, 1995) = 1995.5 -> the 1990s. Newest first: 400, 300, 200.
+    text = llm.profile_text(USER, history_frame(), max_recent=3)
+    assert text == (
+        "A 24-year-old technician who has watched 5 films, mostly sci-fi and thrillers from the 1990s; "
+        "recently watched The Usual Suspects (1995); Contact (1997); Fargo (1996)."
+    )
+    five = llm.profile_text(USER, history_frame(), max_recent=5, top_genres=3)
+    assert "mostly sci-fi, thrillers and crime" in five
+    assert five.endswith("Fargo (1996); Alien (1979); Mystery Film.")  # no year: no "()"
+
+
+def test_profile_text_articles_and_missing_fields():
+    hist = history_frame()
+    assert llm.profile_text({"age": 18, "occupation": "engineer"}, hist).startswith("An 18-year-old engineer who")
+    assert llm.profile_text({"age": 8, "occupation": "student"}, hist).startswith("An 8-year-old student who")
+    assert llm.profile_text({"age": np.nan, "occupation": "engineer"}, hist).startswith("An engineer who")
+    assert llm.profile_text({"age": 30, "occupation": "other"}, hist).startswith("A 30-year-old person who")
+    assert llm.profile_text(USER, hist.iloc[:0]) == "A 24-year-old technician who has not watched any films yet."
+    one = llm.profile_text(USER, hist.iloc[[4]])
+    assert one == "A 24-year-old technician who has watched 1 film, mostly sci-fi; recently watched Mystery Film."
+
+
+def test_profile_text_custom_template_and_errors():
+    text = llm.profile_text(USER, history_frame(), template="{gender} | {occupation} | {top_genres_raw}")
+    assert text == "man | technician | Sci-Fi, Thriller"
+    with pytest.raises(ValueError, match="user_row"):
+        llm.profile_text([24, "technician"], history_frame())
+    with pytest.raises(ValueError, match="max_recent"):
+        llm.profile_text(USER, history_frame(), max_recent=0)
+    with pytest.raises(ValueError, match="items_df must have columns"):
+        llm.profile_text(USER, history_frame().drop(columns="genres"))
+
+
+def test_profile_texts_matches_profile_text_per_user():
+    items = items_frame()
+    users = pd.DataFrame(
+        {
+            "user_id": [9, 7, 3],
+            "age": [40, 24, 31],
+            "gender": ["F", "M", "F"],
+            "occupation": ["writer", "technician", "artist"],
+        }
+    )
+    h = history_frame()
+    inter = pd.concat(
+        [
+            h[["item_id", "timestamp"]].assign(user_id=7),
+            pd.DataFrame({"user_id": [9, 9], "item_id": [6, 2], "timestamp": [10, 20]}),
+        ]
+    )
+    out = llm.profile_texts(users, inter, items, max_recent=3)
+    assert list(out.index) == [9, 7, 3] and out.name == "profile"
+    assert out[7] == llm.profile_text(USER, h, max_recent=3)
+    assert out[9] == (
+        "A 40-year-old writer who has watched 2 films, mostly animation and comedies from the 1990s; "
+        "recently watched Fargo (1996); Toy Story (1995)."
+    )
+    assert out[3] == "A 31-year-old artist who has not watched any films yet."
+
+
+def test_profile_texts_rejects_bad_input():
+    items, users = items_frame(), pd.DataFrame({"user_id": [1], "age": [30], "occupation": ["artist"]})
+    inter = pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [0]})
+    with pytest.raises(ValueError, match="backend"):
+        llm.profile_texts(users, inter, items, backend="gpt")
+    with pytest.raises(ValueError, match="generator"):
+        llm.profile_texts(users, inter, items, backend="hf")
+    with pytest.raises(ValueError, match="interactions_df"):
+        llm.profile_texts(users, inter.drop(columns="timestamp"), items)
+    with pytest.raises(ValueError, match="item_ids missing from items_df"):
+        llm.profile_texts(users, inter.assign(item_id=99), items)
+    with pytest.raises(ValueError, match="users_df"):
+        llm.profile_texts(pd.concat([users, users]), inter, items)
+
+
+# --------------------------------------------------------------------------------------------- HF backend
+
+
+def save_tiny_causal_lm(path, seed, chat_template=None):
+    """A randomly initialised 1-layer GPT-2 (n_embd=32) with a character-level tokenizer, built offline."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    if chat_template:
+        tok.chat_template = chat_template
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=1, n_head=2,
+        bos_token_id=2, eos_token_id=2, pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2"), seed=0)
+
+
+PROMPTS = ["Profile: a viewer who", "Films watched, newest first:\n- Fargo (1996)\nProfile:", "x" * 700]
+
+
+def test_hf_generator_plumbing(tiny_lm):
+    """Plumbing only: a random 1-layer model writes gibberish; what is checked is loading, batching with left
+    padding, greedy (deterministic) decoding, the token budget and long-prompt truncation."""
+    gen = llm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=3)
+    out = gen.generate(PROMPTS, progress=False)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert all(len(t) <= 12 for t in out)  # one character per token in this tokenizer
+    assert any(out)
+    again = llm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=1)
+    assert again.generate(PROMPTS, progress=False) == out  # greedy, and padding does not change the result
+    assert gen.stats == {"generated": 3, "cached": 0}
+    assert "{history}" in llm.PROMPT_TEMPLATE and gen.prompt_template == llm.PROMPT_TEMPLATE
+
+
+def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path):
+    """Plumbing only (random tiny model): texts are cached with their prompt, model and settings."""
+    first = llm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
+    texts = first.generate(PROMPTS[:2], progress=False)
+    path = first.cache_path()
+    stored = json.loads(path.read_text())
+    assert stored["settings"]["model"] == first.source and stored["settings"]["max_new_tokens"] == 8
+    assert sorted(e["prompt"] for e in stored["entries"].values()) == sorted(PROMPTS[:2])
+    assert not list(tmp_path.glob("*.tmp"))
+
+    second = llm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
+    calls = []
+    handle = second.model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        assert second.generate(PROMPTS[:2], progress=False) == texts
+        assert calls == [] and second.stats == {"generated": 0, "cached": 2}  # hit: the model never ran
+        second.generate(PROMPTS[1:], progress=False)  # one new prompt: a miss for it only
+        assert calls and second.stats == {"generated": 1, "cached": 3}
+    finally:
+        handle.remove()
+    assert len(json.loads(path.read_text())["entries"]) == 3
+
+    longer = llm.HFGenerator(tiny_lm, max_new_tokens=9, device="cpu", cache_dir=tmp_path)
+    assert longer.cache_path() != path  # other generation settings, other cache
+    other = save_tiny_causal_lm(tmp_path / "other-model", seed=1)
+    assert llm.HFGenerator(other, max_new_tokens=8, device="cpu", cache_dir=tmp_path).cache_path() != path
+
+
+def test_hf_generator_chat_template(tmp_path):
+    """Plumbing only: with a chat template the prompt is sent as a user message."""
+    template = "{% for m in messages %}<{{ m['content'] }}>{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
+    path = save_tiny_causal_lm(tmp_path / "chat", seed=0, chat_template=template)
+    chat = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False)
+    plain = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False, use_chat_template=False)
+    assert chat.generate(["hello"], progress=False) == plain.generate(["<hello>A:"], progress=False)
+
+
+def test_profile_texts_hf_backend(tiny_lm, tmp_path):
+    """Plumbing only: the hf backend fills the prompt with the user's statistics and returns the model's text."""
+    users = pd.DataFrame(
+        {"user_id": [7, 8], "age": [24, 30], "gender": ["M", "F"], "occupation": ["technician", "artist"]}
+    )
+    inter = history_frame()[["item_id", "timestamp"]].assign(user_id=7)
+    gen = llm.HFGenerator(tiny_lm, max_new_tokens=5, device="cpu", cache_dir=tmp_path)
+    out = llm.profile_texts(users, inter, items_frame(), backend="hf", generator=gen, max_recent=2, progress=False)
+    assert list(out.index) == [7, 8] and all(isinstance(t, str) for t in out)
+    prompts = [e["prompt"] for e in json.loads(gen.cache_path().read_text())["entries"].values()]
+    mine = next(p for p in prompts if "24-year-old" in p)
+    assert "24-year-old man, occupation: technician" in mine
+    assert "Favourite genres: sci-fi and thrillers" in mine
+    assert "- The Usual Suspects (1995): Crime, Thriller\n- Contact (1997): Drama, Sci-Fi" in mine
+    assert any("30-year-old woman" in p for p in prompts)
+
+
+def test_hf_generator_rejects_bad_input(tiny_lm, tmp_path):
+    with pytest.raises(ValueError, match="model"):
+        llm.HFGenerator(str(tmp_path / "no-such-model"))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        llm.HFGenerator(tiny_lm, max_new_tokens=0)
+    with pytest.raises(ValueError, match="prompt_template"):
+        llm.HFGenerator(tiny_lm, prompt_template="no fields")
+    gen = llm.HFGenerator(tiny_lm, device="cpu", cache=False)
+    with pytest.raises(ValueError, match="prompts"):
+        gen.generate([])
+    with pytest.raises(ValueError, match="prompts"):
+        gen.generate("one prompt")
