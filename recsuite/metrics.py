@@ -9,6 +9,7 @@ numbers of both libraries agree on the same lists.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 RANKING = ("ndcg", "recall", "precision", "hit", "mrr", "map")
@@ -154,6 +155,30 @@ def map_at_k(topk, truth, k: int = 10) -> float:
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     return _ranking("map", topk, truth, k)
+
+
+def hit_matrix(topk, truth, k: int = 10) -> np.ndarray:
+    """Boolean (n_users, k): whether the item at each rank of each list is relevant.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    return _hits(topk, truth, k)[0]
+
+
+def per_user_metrics(topk, truth, k: int = 10) -> pd.DataFrame:
+    """One row per user: ``n_relevant`` and the six ranking metrics at k (NaN without relevant items).
+
+    The column means (NaN skipped) are exactly ``ndcg_at_k`` etc.; break them down by user group with
+    ``recsuite.fusion.breakdown``.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    hits, n_rel = _hits(topk, truth, k)
+    has = n_rel > 0
+    df = pd.DataFrame({f"{m}@{k}": np.where(has, _per_user(hits, n_rel, m), np.nan) for m in RANKING})
+    df.insert(0, "n_relevant", n_rel.astype(np.int64))
+    df.index.name = "user_idx"
+    return df
 
 
 # -- beyond accuracy --------------------------------------------------------------------------------

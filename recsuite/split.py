@@ -232,6 +232,26 @@ class Protocol:
         beyond.setdefault("item_popularity", self.item_popularity(eval_set))
         return M.evaluate(topk, self.csr(eval_set), k=k, **beyond)
 
+    def evaluate_topk(self, topk: np.ndarray, eval_set: str, k: int = 10, **beyond) -> dict:
+        """``evaluate`` for ready-made top-k lists (a re-ranker's or a two-stage ranker's output).
+
+        The lists must respect the protocol: no history items, only the ranked catalogue.
+        """
+        self._check_eval_set(eval_set)
+        top = np.asarray(topk)[:, :k]
+        catalog = self.candidates(eval_set)
+        if top.shape[0] != self.n_users:
+            raise ValueError(f"topk must have one row per user ({self.n_users}), got {top.shape[0]}")
+        if np.issubdtype(top.dtype, np.integer) and top.size and (top.min() < 0 or top.max() >= self.n_items):
+            raise ValueError(f"topk holds item indices outside [0, {self.n_items})")
+        if not np.all(catalog[top]):
+            raise ValueError(f"topk recommends items outside the {eval_set} catalogue")
+        if eval_set != "cold_test" and self.history(eval_set)[np.arange(self.n_users)[:, None], top].nnz:
+            raise ValueError(f"topk recommends items already in the {eval_set} history")
+        beyond.setdefault("catalog", np.flatnonzero(catalog))
+        beyond.setdefault("item_popularity", self.item_popularity(eval_set))
+        return M.evaluate(top, self.csr(eval_set), k=k, **beyond)
+
     def summary(self) -> pd.DataFrame:
         """Rows, users and items in each part."""
         rows = []

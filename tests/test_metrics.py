@@ -148,3 +148,11 @@ def test_topk_from_scores_rejects_nan_inf_and_bad_masks():
         M.topk_from_scores(np.zeros((2, 2)), 1, exclude=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="allowed"):
         M.topk_from_scores(np.zeros((2, 2)), 1, allowed=np.array([1, 0]))
+
+
+def test_per_user_metrics_average_to_the_metrics():
+    pu = M.per_user_metrics(TOPK, TRUTH, k=3)
+    assert pu.n_relevant.tolist() == [2, 1, 0]
+    assert np.isnan(pu.loc[2, "ndcg@3"])
+    assert pu["ndcg@3"].mean() == pytest.approx(M.ndcg_at_k(TOPK, TRUTH, 3))
+    np.testing.assert_array_equal(M.hit_matrix(TOPK, TRUTH, 3), [[1, 0, 1], [0, 0, 1], [0, 0, 0]])

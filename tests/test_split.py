@@ -97,3 +97,17 @@ def test_index_map_rejects_unknown_ids():
     np.testing.assert_array_equal(idx.user_index([1, 3]), [0, 2])
     with pytest.raises(ValueError, match="item ids not in the index"):
         idx.item_index([30])
+
+
+def test_evaluate_topk_equals_evaluate_and_rejects_protocol_violations():
+    p = S.make_protocol(log(n_users=6, n_items=25), cold_frac=0.2, seed=0)
+    scores = np.random.default_rng(0).random((p.n_users, p.n_items)).astype(np.float32)
+    top = p.rank(scores, "test", k=3)
+    assert p.evaluate_topk(top, "test", k=3) == p.evaluate(scores, "test", k=3)
+    seen = p.history("test")
+    bad = top.copy()
+    bad[0, 0] = seen[0].indices[0]
+    with pytest.raises(ValueError, match="history"):
+        p.evaluate_topk(bad, "test", k=3)
+    with pytest.raises(ValueError, match="catalogue"):
+        p.evaluate_topk(np.tile(p.cold_items[:3], (p.n_users, 1)), "test", k=3)
