@@ -1,0 +1,492 @@
+"""Known-answer and consistency checks of recsuite.rerank (MMR, DPP, calibration, weighted objectives)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from recsuite import rerank as R
+
+
+@pytest.fixture(params=["gram", "gather"])
+def path(request, monkeypatch):
+    """Run a test through both ways of getting cosines: the Gram matrix lookup and the gathered vectors."""
+    if request.param == "gram":
+        monkeypatch.setattr(R, "_GRAM_WORK_RATIO", math.inf)
+    else:
+        monkeypatch.setattr(R, "_GRAM_MAX_ITEMS", 0)
+        monkeypatch.setattr(R, "_BLOCK_BYTES", 4096)  # several blocks of users even on tiny data
+    return request.param
+
+
+# -- a hand-checkable catalogue -----------------------------------------------------------------------
+# Four candidates a, b, x, c (item indices 3, 0, 4, 1; item 2 is never a candidate), scores 1, .9, .7, .2.
+# Vectors are given unnormalised on purpose. Cosines: a·b = .8, a·x = .3, b·x = .8·.3 = .24, c ⟂ all.
+A, B, X, C = 3, 0, 4, 1
+VEC = np.zeros((5, 4))
+VEC[A] = [1, 0, 0, 0]
+VEC[B] = np.array([0.8, 0.6, 0, 0]) * 2.0
+VEC[X] = np.array([0.3, 0, math.sqrt(0.91), 0]) * 0.5
+VEC[C] = [0, 0, 0, 3.0]
+VEC[2] = [1, 1, 1, 1]
+ITEMS = np.array([[A, B, X, C]])
+SCORES = np.array([[1.0, 0.9, 0.7, 0.2]])
+
+
+def test_hand_catalogue_cosines():
+    u = VEC / np.linalg.norm(VEC, axis=1, keepdims=True)
+    assert u[A] @ u[B] == pytest.approx(0.8)
+    assert u[A] @ u[X] == pytest.approx(0.3)
+    assert u[B] @ u[X] == pytest.approx(0.24)
+    assert u[C] @ u[[A, B, X]].T == pytest.approx([0, 0, 0])
+
+
+# -- MMR ----------------------------------------------------------------------------------------------
+def test_mmr_lam_one_is_the_score_order(path):
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 1.0).tolist() == [[A, B, X, C]]
+
+
+def test_mmr_lam_zero_takes_the_most_dissimilar_after_the_first(path):
+    # First a (top score). Then argmax −max cos: b −.8, x −.3, c 0 -> c. Then b −max(.8, 0) = −.8,
+    # x −max(.3, 0) = −.3 -> x. Then b.
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 0.0).tolist() == [[A, C, X, B]]
+
+
+def test_mmr_hand_worked_half(path):
+    # lam = .5, after a: b .45 − .5·.8 = .05; x .35 − .5·.3 = .20; c .10 − 0 = .10 -> x.
+    # After {a, x}: b .45 − .5·max(.8, .24) = .05; c .10 − 0 = .10 -> c. Then b.
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 0.5).tolist() == [[A, X, C, B]]
+    assert R.mmr(ITEMS, SCORES, VEC, 2, 0.5).tolist() == [[A, X]]
+
+
+def test_mmr_follows_candidate_columns_not_item_ids(path):
+    # The same four candidates in another column order, and a second user: results are per row.
+    items = np.array([[C, X, A, B], [A, B, X, C]])
+    scores = np.array([[0.2, 0.7, 1.0, 0.9], [1.0, 0.9, 0.7, 0.2]])
+    assert R.mmr(items, scores, VEC, 4, 0.5).tolist() == [[A, X, C, B], [A, X, C, B]]
+
+
+def _mmr_reference(items, scores, vec, k, lam):
+    """MMR straight from the formula, one user at a time."""
+    u = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-300)
+    out = []
+    for it, s in zip(items, scores):
+        chosen = [int(np.argmax(s))]
+        while len(chosen) < k:
+            best, best_val = None, -np.inf
+            for p in range(len(it)):
+                if p in chosen:
+                    continue
+                val = lam * s[p] - (1 - lam) * max(u[it[p]] @ u[it[c]] for c in chosen)
+                if val > best_val:
+                    best, best_val = p, val
+            chosen.append(best)
+        out.append(it[chosen])
+    return np.array(out)
+
+
+def test_mmr_matches_the_formula_on_random_data(path):
+    rng = np.random.default_rng(1)
+    vec = rng.standard_normal((40, 6))
+    items = np.stack([rng.choice(40, 12, replace=False) for _ in range(15)])
+    scores = rng.random((15, 12))
+    for lam in (0.0, 0.3, 0.7, 1.0):
+        np.testing.assert_array_equal(R.mmr(items, scores, vec, 5, lam), _mmr_reference(items, scores, vec, 5, lam))
+
+
+def test_mmr_uses_the_scores_as_given(path):
+    # Scores × 10, lam = .5, after a: b 4.5 − .4 = 4.1 beats x 3.5 − .15 and c 1.0: the score order.
+    # Rescaling per user (min-max) removes the difference again.
+    assert R.mmr(ITEMS, SCORES * 10, VEC, 4, 0.5).tolist() == [[A, B, X, C]]
+    assert np.array_equal(R.mmr(ITEMS, R.minmax_scores(SCORES * 10), VEC, 4, 0.5),
+                          R.mmr(ITEMS, R.minmax_scores(SCORES), VEC, 4, 0.5))
+
+
+def test_mmr_equal_scores_go_to_the_earlier_candidate(path):
+    vec = np.eye(4)
+    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 1.0).tolist() == [[2, 0, 3, 1]]
+    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 0.3).tolist() == [[2, 0, 3, 1]]
+
+
+# -- DPP ----------------------------------------------------------------------------------------------
+def test_dpp_theta_zero_never_takes_a_duplicate_before_the_distinct_items(path):
+    # theta = 0: alpha = 0, L = S. Items 0, 1, 2 orthonormal, item 3 = 3 × item 0.
+    # Every d² starts at 1: first pick is the first column. Its duplicate then has d² = 1 − 1² = 0, the
+    # two orthogonal items keep d² = 1, so they come next (column order); the duplicate only fills the
+    # 4th place, by score, once the largest gain is 0.
+    vec = np.vstack([np.eye(3), 3 * np.eye(3)[0]])
+    scores = [[4.0, 3.0, 2.0, 1.0]]
+    assert R.dpp([[0, 3, 1, 2]], scores, vec, 4, 0.0).tolist() == [[0, 1, 2, 3]]
+    assert R.dpp([[3, 0, 1, 2]], scores, vec, 4, 0.0).tolist() == [[3, 1, 2, 0]]
+    assert R.dpp([[0, 3, 1, 2]], scores, vec, 3, 0.0).tolist() == [[0, 1, 2]]
+
+
+def test_dpp_theta_zero_orthonormal_ish(path):
+    # Slightly perturbed orthonormal vectors: the near-duplicate of item 0 still comes last.
+    rng = np.random.default_rng(0)
+    base = np.eye(3) + 0.01 * rng.standard_normal((3, 3))
+    vec = np.vstack([base, base[0] + 1e-3 * rng.standard_normal(3)])
+    for items in ([0, 3, 1, 2], [3, 0, 2, 1], [1, 0, 2, 3]):
+        top3 = set(R.dpp([items], [[4.0, 3.0, 2.0, 1.0]], vec, 3, 0.0)[0].tolist())
+        assert len(top3 & {0, 3}) == 1 and {1, 2} <= top3
+
+
+# theta = .5 -> alpha = .5 / (2 · .5) = .5. Scores r = (2 ln 2, 2 ln 1.9, 0) give exp(alpha·r) = (2, 1.9, 1),
+# i.e. q = (1, .95, .5) after dividing by the top one. Cosines: S01 = .9, S02 = S12 = 0.
+# Start d² = q² = (1, .9025, .25): pick 0. e_1 = q0·q1·S01 / d0 = .855, d1² = .9025 − .855² = .1715;
+# e_2 = 0, d2² = .25 > .1715: pick 2, then 1. The score order would be 0, 1, 2.
+# theta = .9 -> alpha = 4.5: q1 = exp(4.5 · 2 ln .95) = .630, d1² = .630² · (1 − .81) = .0755;
+# q2 = exp(−4.5 · 2 ln 2) = .00195, d2² = 3.8e-6: pick 1, then 2 — the score order.
+DPP_VEC = np.array([[1.0, 0, 0], [0.9, math.sqrt(0.19), 0], [0, 0, 1.0]])
+DPP_SCORES = np.array([[2 * math.log(2), 2 * math.log(1.9), 0.0]])
+
+
+def test_dpp_hand_worked(path):
+    assert R.dpp([[0, 1, 2]], DPP_SCORES, DPP_VEC, 3, 0.5).tolist() == [[0, 2, 1]]
+    assert R.dpp([[0, 1, 2]], DPP_SCORES, DPP_VEC, 3, 0.9).tolist() == [[0, 1, 2]]
+    assert R.dpp_single([0, 1, 2], DPP_SCORES[0], DPP_VEC, 3, 0.5).tolist() == [0, 2, 1]
+    assert R.dpp_single([0, 1, 2], DPP_SCORES[0], DPP_VEC, 3, 0.9).tolist() == [0, 1, 2]
+
+
+def test_dpp_high_theta_approaches_the_score_order(path):
+    rng = np.random.default_rng(3)
+    vec = rng.standard_normal((50, 8))
+    items = np.stack([rng.choice(50, 20, replace=False) for _ in range(10)])
+    scores = rng.permuted(np.tile(np.arange(20.0), (10, 1)), axis=1)  # distinct, 1 apart
+    by_score = np.take_along_axis(items, np.argsort(-scores, axis=1)[:, :6], axis=1)
+    overlap = [np.mean([len(set(a) & set(b)) / 6 for a, b in zip(R.dpp(items, scores, vec, 6, th), by_score)])
+               for th in (0.0, 0.5, 0.95)]
+    assert overlap[2] == 1.0
+    np.testing.assert_array_equal(R.dpp(items, scores, vec, 6, 0.95), by_score)
+    assert overlap[0] < overlap[2]
+
+
+def _random_case(seed, n_users=40, m=15, n_items=60, d=6):
+    rng = np.random.default_rng(seed)
+    vec = rng.standard_normal((n_items, d))
+    vec[5] = 0.0  # an item without a vector
+    vec[7] = 2.5 * vec[8]  # two items with the same direction
+    items = np.stack([rng.choice(n_items, m, replace=False) for _ in range(n_users)])
+    others = np.setdiff1d(np.arange(n_items), [5, 7, 8])
+    items[0] = np.concatenate([[5, 7, 8], rng.choice(others, m - 3, replace=False)])
+    scores = rng.normal(size=(n_users, m)) * 2
+    return items, scores, vec
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.3, 0.7, 0.95])
+@pytest.mark.parametrize("d", [4, 24])  # d = 4 < M: S is rank-deficient and the fill-by-score path runs
+def test_dpp_batched_equals_single(path, theta, d):
+    items, scores, vec = _random_case(seed=int(theta * 100) + d, d=d)
+    out = R.dpp(items, scores, vec, 8, theta)
+    ref = np.stack([R.dpp_single(i, s, vec, 8, theta) for i, s in zip(items, scores)])
+    np.testing.assert_array_equal(out, ref)
+    assert all(len(set(row)) == 8 for row in out.tolist())
+    assert all(set(row) <= set(cand) for row, cand in zip(out.tolist(), items.tolist()))
+
+
+def test_dpp_rank_deficient_fills_by_score_and_never_repeats(path):
+    # d = 2, five candidates: after two picks every remaining d² is ~0 (S has rank 2), so the remaining
+    # three places go by score among the rest. Items 0 and 1 are the same direction.
+    vec = np.array([[1.0, 0.0], [2.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-0.6, 0.8]])
+    scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    out = R.dpp([[0, 1, 2, 3, 4]], scores, vec, 5, 0.0)
+    # theta = 0: pick 0 (first column); then d² = 1 − cos²: item1 0, item2 .36, item3 1, item4 .36 -> 3.
+    # {0, 3} spans the plane: the rest (1, 2, 4) by score.
+    assert out.tolist() == [[0, 3, 1, 2, 4]]
+    assert R.dpp_single([0, 1, 2, 3, 4], scores[0], vec, 5, 0.0).tolist() == [0, 3, 1, 2, 4]
+
+
+def test_dpp_equal_scores_go_to_the_earlier_candidate(path):
+    vec = np.eye(4)
+    assert R.dpp([[2, 0, 3, 1]], [[1.0] * 4], vec, 4, 0.5).tolist() == [[2, 0, 3, 1]]
+    assert R.dpp([[1, 3, 0, 2]], [[1.0] * 4], vec, 4, 0.0).tolist() == [[1, 3, 0, 2]]
+
+
+def test_dpp_fill_breaks_score_ties_by_candidate_position(path):
+    # Five items on one line (d = 1): after the first pick every d² is 0 and the rest go by score.
+    # Scores (1, 2, 2, 1, 2): the first pick is the first of the top-scored (column 1, item 2); then the
+    # fill by score, equal scores in column order: columns 2, 4, then 0, 3.
+    vec = np.ones((5, 1))
+    items = [[4, 2, 0, 1, 3]]
+    assert R.dpp(items, [[1.0, 2.0, 2.0, 1.0, 2.0]], vec, 5, 0.5).tolist() == [[2, 0, 3, 4, 1]]
+    assert R.dpp(items, [[1.0] * 5], vec, 5, 0.5).tolist() == [[4, 2, 0, 1, 3]]
+    assert R.dpp_single(items[0], [1.0, 2.0, 2.0, 1.0, 2.0], vec, 5, 0.5).tolist() == [2, 0, 3, 4, 1]
+
+
+def test_dpp_is_stable_for_large_alpha_and_shifted_scores(path):
+    items, scores, vec = _random_case(seed=9, d=24)
+    scores = scores * 300  # exp(alpha · r) would overflow without the per-user shift
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = R.dpp(items, scores, vec, 6, 0.999)
+        shifted = R.dpp(items, scores + 1e4, vec, 6, 0.999)
+        mid = R.dpp(items, scores / 300, vec, 6, 0.6)
+    np.testing.assert_array_equal(out, shifted)
+    np.testing.assert_array_equal(mid, R.dpp(items, scores / 300 - 50.0, vec, 6, 0.6))
+    assert all(len(set(row)) == 6 for row in out.tolist())
+
+
+def test_zero_vectors_give_no_nan(path):
+    vec = np.zeros((4, 3))
+    vec[1] = [1, 0, 0]
+    items, scores = [[0, 1, 2, 3]], [[0.4, 0.3, 0.2, 0.1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # A zero vector is unlike every other item and like itself (S_ii = 1): with theta = 0 all four
+        # candidates are mutually orthogonal, so the column order decides.
+        assert R.dpp(items, scores, vec, 4, 0.0).tolist() == [[0, 1, 2, 3]]
+        assert R.mmr(items, scores, vec, 4, 0.5).tolist() == [[0, 1, 2, 3]]
+        assert R.scalarize(items, scores, 4, {"diversity": 1.0}, item_vectors=vec).tolist() == [[0, 1, 2, 3]]
+
+
+def test_single_user_and_k_equals_m(path):
+    items, scores, vec = _random_case(seed=4, n_users=1, m=6, d=24)
+    out = R.dpp(items, scores, vec, 6, 0.5)
+    assert sorted(out[0].tolist()) == sorted(items[0].tolist())
+    np.testing.assert_array_equal(out[0], R.dpp_single(items[0], scores[0], vec, 6, 0.5))
+    assert R.dpp(items, scores, vec, 1, 0.5).tolist() == [[items[0, np.argmax(scores[0])]]]
+
+
+# -- calibration --------------------------------------------------------------------------------------
+# Two genres, a user whose history is half A, half B. Candidates i0 (A, score 1), i1 (A, .9), i2 (B, .1).
+# With q~ = .99·q + .01·p: a list of one genre has q~ = (.995, .005), KL = .5 ln(.5/.995) + .5 ln(.5/.005)
+# = 1.95852; the half-half list has KL 0. First pick: every single item has KL 1.95852, the score decides:
+# i0. Second: i1 gives (1−λ)·.9 − λ·1.95852, i2 gives (1−λ)·.1, so i1 wins iff λ < .8 / 2.75852 = .290.
+GENRES2 = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])  # rows are normalised by calibrate
+P2 = np.array([[0.5, 0.5]])
+KL_ONE_GENRE = 0.5 * math.log(0.5 / 0.995) + 0.5 * math.log(0.5 / 0.005)
+
+
+def test_calibrate_hand_worked_crossover():
+    items, scores = [[0, 1, 2]], [[1.0, 0.9, 0.1]]
+    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.0).tolist() == [[0, 1]]
+    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.28).tolist() == [[0, 1]]
+    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.30).tolist() == [[0, 2]]
+    assert R.calibration_kl([[0, 1]], GENRES2, P2, k=2) == pytest.approx(KL_ONE_GENRE)
+    assert R.calibration_kl([[0, 2]], GENRES2, P2, k=2) == pytest.approx(0.0)
+
+
+# Three genres, the user's history is (.5, .25, .25). Candidates in score order: four A, two B, two C.
+# lam = .99, greedy (KL values with alpha = .01):
+#   1st: any A has KL 1.958, any B or C 3.109 -> A1.
+#   2nd: {A, B} = {A, C} 0.979 < {A, A} 1.958 -> B1 (higher score than C1).
+#   3rd: {A, B, C} 0.058 < {A, B, A} 0.937 < {A, B, B} -> C1.
+#   4th: {A, B, C, A} has q = p exactly, KL 0 -> A2.
+GENRES3 = np.array([[1, 0, 0]] * 4 + [[0, 1, 0]] * 2 + [[0, 0, 1]] * 2, dtype=float)
+P3 = np.array([[2.0, 1.0, 1.0]])  # rows are normalised by calibrate: (.5, .25, .25)
+SC3 = np.array([[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]])
+
+
+def test_calibrate_matches_the_users_genre_mix():
+    items = np.arange(8)[None]
+    assert R.calibrate(items, SC3, GENRES3, P3, 4, 0.0).tolist() == [[0, 1, 2, 3]]
+    out = R.calibrate(items, SC3, GENRES3, P3, 4, 0.99)
+    assert out.tolist() == [[0, 4, 6, 1]]
+    assert R.calibration_kl(out, GENRES3, P3, k=4) == pytest.approx(0.0, abs=1e-12)
+    assert R.calibration_kl([[0, 1, 2, 3]], GENRES3, P3, k=4) == pytest.approx(
+        0.5 * math.log(0.5 / 0.995) + 2 * 0.25 * math.log(0.25 / 0.0025))  # q~ = (.995, .0025, .0025)
+
+
+def _calibrate_reference(items, scores, genres, p, k, lam, alpha=0.01):
+    g = genres / np.maximum(genres.sum(1, keepdims=True), 1e-300)
+    out = []
+    for it, s, pu in zip(items, scores, p):
+        pu = pu / pu.sum()
+        chosen = []
+        for _ in range(k):
+            best, best_val = None, -np.inf
+            for c in range(len(it)):
+                if c in chosen:
+                    continue
+                q = g[it[chosen + [c]]].sum(0)
+                q = q / q.sum() if q.sum() > 0 else q
+                qt = (1 - alpha) * q + alpha * pu
+                kl = sum(pg * math.log(pg / qg) for pg, qg in zip(pu, qt) if pg > 0)
+                val = (1 - lam) * s[chosen + [c]].sum() - lam * kl
+                if val > best_val + 1e-12:
+                    best, best_val = c, val
+            chosen.append(best)
+        out.append(it[chosen])
+    return np.array(out)
+
+
+def test_calibrate_matches_the_formula_on_random_data(path):
+    rng = np.random.default_rng(5)
+    genres = (rng.random((30, 5)) < 0.3) * 1.0
+    genres[3] = 0.0  # an item without genres
+    p = rng.random((12, 5)) * (rng.random((12, 5)) < 0.6) + np.eye(5)[rng.integers(0, 5, 12)]
+    items = np.stack([rng.choice(30, 10, replace=False) for _ in range(12)])
+    scores = rng.random((12, 10))
+    for lam in (0.0, 0.2, 0.5, 0.9):
+        np.testing.assert_array_equal(R.calibrate(items, scores, genres, p, 5, lam),
+                                      _calibrate_reference(items, scores, genres, p, 5, lam))
+
+
+def test_calibration_kl_averages_over_users_with_a_history():
+    p = np.vstack([P2, [[0.0, 0.0]], P2])
+    kl = R.calibration_kl([[0, 1], [0, 1], [0, 2]], GENRES2, p, k=2)
+    assert kl == pytest.approx((KL_ONE_GENRE + 0.0) / 2)
+
+
+# -- scalarize ----------------------------------------------------------------------------------------
+def test_scalarize_relevance_only_is_top_k():
+    rng = np.random.default_rng(6)
+    items = np.stack([rng.choice(50, 12, replace=False) for _ in range(8)])
+    scores = rng.normal(size=(8, 12))
+    expected = np.take_along_axis(items, np.argsort(-scores, axis=1, kind="stable")[:, :5], axis=1)
+    np.testing.assert_array_equal(R.scalarize(items, scores, 5, {"relevance": 1.0}), expected)
+    np.testing.assert_array_equal(R.scalarize(items, scores, 5, {"relevance": 2.0, "novelty": 0.0}), expected)
+
+
+def test_scalarize_relevance_and_diversity_hand_worked(path):
+    # Candidates a, b, x, c (scores 1, .9, .7, .2), weights relevance 1, diversity w.
+    # 1st: diversity is the same for all, relevance (s − .2)/.8 is largest for a.
+    # 2nd over b, x, c: relevance (s − .2)/.7 = (1, .714, 0); gain 1 − max cos = (.2, .7, 1) -> (0, .625, 1).
+    #   w = .5: (1, 1.027, .5) -> x.  w = 2: (1, 1.964, 2) -> c.
+    # 3rd, w = .5, over b, c: relevance (1, 0); gain (.2, 1) -> (0, 1): (1, .5) -> b.
+    # 3rd, w = 2, over b, x: relevance (1, 0); gain 1 − max cos to {a, c}: (.2, .7) -> (0, 1): (1, 2) -> x.
+    w = lambda d: {"relevance": 1.0, "diversity": d}  # noqa: E731
+    assert R.scalarize(ITEMS, SCORES, 4, w(0.5), item_vectors=VEC).tolist() == [[A, X, B, C]]
+    assert R.scalarize(ITEMS, SCORES, 4, w(2.0), item_vectors=VEC).tolist() == [[A, C, X, B]]
+
+
+def test_scalarize_novelty_prefers_rare_items():
+    pop = np.array([10, 0, 5, 1, 7])
+    # Self-information falls with popularity: item 1 (0) > 3 (1) > 2 (5) > 4 (7) > 0 (10).
+    out = R.scalarize([[0, 1, 2, 3, 4]], [[5.0, 4.0, 3.0, 2.0, 1.0]], 5, {"novelty": 1.0}, item_popularity=pop)
+    assert out.tolist() == [[1, 3, 2, 4, 0]]
+
+
+def test_scalarize_calibration_matches_the_genre_mix():
+    out = R.scalarize(np.arange(8)[None], SC3, 4, {"calibration": 1.0, "relevance": 0.001},
+                      item_genres=GENRES3, user_genre_dist=P3)
+    assert out.tolist() == [[0, 4, 6, 1]]
+
+
+def _scalarize_reference(items, scores, k, w, vec, pop, genres, p, alpha=0.01):
+    """scalarize straight from its definition, one user and one candidate at a time."""
+    u = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-300)
+    info = -np.log2((pop + 1.0) / (pop.sum() + len(pop)))
+    g = genres / np.maximum(genres.sum(1, keepdims=True), 1e-300)
+
+    def kl(pu, chosen):
+        q = g[chosen].sum(0) if chosen else np.zeros(len(pu))
+        q = q / q.sum() if q.sum() > 0 else q
+        qt = (1 - alpha) * q + alpha * pu
+        return sum(pg * math.log(pg / qg) for pg, qg in zip(pu, qt) if pg > 0)
+
+    def norm(vals):
+        lo, hi = min(vals), max(vals)
+        return [(v - lo) / (hi - lo) if hi > lo else 0.0 for v in vals]
+
+    out = []
+    for it, s, pu in zip(items, scores, p / p.sum(1, keepdims=True)):
+        chosen = []
+        for _ in range(k):
+            rest = [c for c in range(len(it)) if c not in chosen]
+            obj = {"relevance": [s[c] for c in rest], "novelty": [info[it[c]] for c in rest],
+                   "diversity": [1 - max(u[it[c]] @ u[it[j]] for j in chosen) if chosen else 1.0 for c in rest],
+                   "calibration": [kl(pu, list(it[chosen])) - kl(pu, list(it[chosen + [c]])) for c in rest]}
+            total = np.zeros(len(rest))
+            for name, weight in w.items():
+                total += weight * np.array(norm(obj[name]))
+            chosen.append(rest[int(np.argmax(total))])
+        out.append(it[chosen])
+    return np.array(out)
+
+
+def test_scalarize_matches_its_definition_on_random_data(path):
+    rng = np.random.default_rng(7)
+    vec = rng.standard_normal((40, 5))
+    pop = rng.integers(0, 50, 40)
+    genres = (rng.random((40, 4)) < 0.4) * 1.0
+    p = rng.random((10, 4)) + 0.05
+    items = np.stack([rng.choice(40, 9, replace=False) for _ in range(10)])
+    scores = rng.normal(size=(10, 9))
+    for w in ({"relevance": 1.0, "diversity": 0.7}, {"relevance": 1.0, "novelty": 0.3, "calibration": 0.5},
+              {"relevance": 0.5, "novelty": 0.2, "diversity": 0.4, "calibration": 0.3}):
+        out = R.scalarize(items, scores, 5, w, item_vectors=vec, item_popularity=pop, item_genres=genres,
+                          user_genre_dist=p)
+        np.testing.assert_array_equal(out, _scalarize_reference(items, scores, 5, w, vec, pop, genres, p))
+
+
+def test_no_users_gives_an_empty_result():
+    empty_i, empty_s = np.zeros((0, 3), dtype=int), np.zeros((0, 3))
+    assert R.mmr(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
+    assert R.dpp(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
+    assert R.calibrate(empty_i, empty_s, G3, np.zeros((0, 3)), 2, 0.5).shape == (0, 2)
+    assert R.scalarize(empty_i, empty_s, 2, {"relevance": 1.0}).shape == (0, 2)
+
+
+# -- rescaling ----------------------------------------------------------------------------------------
+def test_minmax_and_zscore_hand_computed():
+    s = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
+    np.testing.assert_allclose(R.minmax_scores(s), [[0, 1, 0.5], [0, 0, 0]])
+    z = math.sqrt(1.5)  # std of (1, 3, 2) is sqrt(2/3)
+    np.testing.assert_allclose(R.zscore_scores(s), [[-z, z, 0], [0, 0, 0]])
+    assert s[0, 0] == 1.0  # the input is not modified
+
+
+# -- errors -------------------------------------------------------------------------------------------
+V3 = np.eye(3)
+G3 = np.eye(3)
+P1 = np.array([[1.0, 1.0, 0.0]])
+OK_ITEMS, OK_SCORES = [[0, 1, 2]], [[0.3, 0.2, 0.1]]
+
+ERRORS = [
+    (lambda: R.mmr(OK_ITEMS, [[0.3, np.nan, 0.1]], V3, 2, 0.5), "cand_scores"),
+    (lambda: R.mmr(OK_ITEMS, [[0.3, np.inf, 0.1]], V3, 2, 0.5), "cand_scores"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 4, 0.5), "k=4"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 0, 0.5), "k must"),
+    (lambda: R.mmr(OK_ITEMS, [[0.3, 0.2]], V3, 2, 0.5), "cand_scores"),
+    (lambda: R.mmr([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 0.5), "cand_items"),
+    (lambda: R.mmr([[0, 1, 3]], OK_SCORES, V3, 2, 0.5), "cand_items holds item index 3"),
+    (lambda: R.mmr([[0, -1, 2]], OK_SCORES, V3, 2, 0.5), "cand_items holds item index -1"),
+    (lambda: R.mmr([[0, 1, 1]], OK_SCORES, V3, 2, 0.5), "repeats"),
+    (lambda: R.mmr([[0.0, 1.0, 2.0]], OK_SCORES, V3, 2, 0.5), "integer"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 2, 1.5), "lam"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 2, -0.1), "lam"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, np.ones(3), 2, 0.5), "item_vectors"),
+    (lambda: R.mmr(OK_ITEMS, OK_SCORES, [[1.0, np.nan]] * 3, 2, 0.5), "item_vectors"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, 1.0), "theta"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, -0.5), "theta"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, True), "theta"),
+    (lambda: R.dpp(OK_ITEMS, [[0.3, np.nan, 0.1]], V3, 2, 0.5), "cand_scores"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 5, 0.5), "k=5"),
+    (lambda: R.dpp([[0, 1, 9]], OK_SCORES, V3, 2, 0.5), "cand_items"),
+    (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2], V3, 2, 0.5), "cand_scores"),
+    (lambda: R.dpp_single([[0, 1, 2]], [[0.3, 0.2, 0.1]], V3, 2, 0.5), "1-D"),
+    (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 1.0), "theta"),
+    (lambda: R.dpp_single([0, 1, 5], [0.3, 0.2, 0.1], V3, 2, 0.5), "cand_items"),
+    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 2.0), "lam"),
+    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 0.5, alpha=0.0), "alpha"),
+    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, -G3, P1, 2, 0.5), "item_genres"),
+    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((2, 3)), 2, 0.5), "user_genre_dist"),
+    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((1, 2)), 2, 0.5), "user_genre_dist"),
+    (lambda: R.calibrate(OK_ITEMS, [[np.nan, 0, 0]], G3, P1, 2, 0.5), "cand_scores"),
+    (lambda: R.calibrate([[0, 1, 7]], OK_SCORES, G3, P1, 2, 0.5), "cand_items"),
+    (lambda: R.calibration_kl([[0, 1]], G3, P1, k=3), "k=3"),
+    (lambda: R.calibration_kl([[0, 4]], G3, P1, k=2), "topk"),
+    (lambda: R.calibration_kl([[0, 1]], G3, P1, k=2, alpha=-1), "alpha"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"fun": 1.0}), "unknown objective"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {}), "weights"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": 0.0}), "all zero"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": -1.0}), "relevance"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"diversity": 1.0}), "item_vectors"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}), "item_popularity"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"calibration": 1.0}, item_genres=G3), "user_genre_dist"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, -2, 3]), "item_popularity"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0, "diversity": 1.0}, item_vectors=V3,
+                         item_popularity=[1, 2, 3, 4]), "n_items"),
+    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 4, {"relevance": 1.0}), "k=4"),
+    (lambda: R.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
+    (lambda: R.minmax_scores([1.0, 2.0]), "cand_scores"),
+    (lambda: R.zscore_scores([[1.0, np.nan]]), "cand_scores"),
+]
+
+
+@pytest.mark.parametrize("call, match", ERRORS, ids=[f"{i}-{m}" for i, (_, m) in enumerate(ERRORS)])
+def test_bad_input_raises_a_value_error_naming_it(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
