@@ -11,6 +11,9 @@ so ``Protocol.evaluate`` measures every model the same way.
   ``recsuite.metrics`` on the same lists (``tie_sensitive_users`` says when ties could explain a gap).
 * ``run_recbole_protocol``: RecBole's own protocol (its random 8:1:1 split), to set our numbers beside
   RecBole's published ones.
+* ``fit_ease``: EASE (Steck 2019) in closed form with NumPy, the same model as RecBole's ``EASE``.
+* ``cf_scores``: cache-or-compute score matrix of a fast CF model with the parameters notebook 03 tuned on
+  valid (``TUNED_PARAMS``; ``BEST_MODEL`` won there), for the fusion, re-ranking and fine-tuning lessons.
 
 All RecBole workarounds live in ``recsuite.compat`` (applied on first use).
 
@@ -19,6 +22,9 @@ Introduced in notebooks/03_cf_baselines.ipynb
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tempfile
 import time
 import warnings
@@ -604,3 +610,213 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
     df.attrs["tie_sensitive_users"] = tie_sensitive_users(s, fitted.test_truth, k, fitted.test_history,
                                                           fitted.known_items)
     return df
+
+
+# ===================================================================================================
+# EASE in NumPy
+# ===================================================================================================
+@dataclass
+class EASEModel:
+    """A fitted EASE model: the item-item weights B and the matrix X it scores from (``scores() = X B``).
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+
+    reg_weight: float
+    fit_seconds: float
+    train: sp.csr_matrix = field(repr=False)
+    weights: np.ndarray = field(repr=False)  # B, (n_items, n_items) float32, zero diagonal
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    def scores(self, user_idx=None) -> np.ndarray:
+        """(len(user_idx), n_items) float32 scores x_u B; seen items are not masked here."""
+        users = _check_users(user_idx, self.n_users)
+        return np.asarray(self.train[users] @ self.weights, dtype=np.float32)
+
+
+def fit_ease(train_csr, reg_weight: float = 250.0) -> EASEModel:
+    """EASE: the closed-form linear item-item autoencoder of Steck (2019, WWW).
+
+    B = argmin ‖X − XB‖²_F + λ‖B‖²_F subject to diag(B) = 0, solved by P = (XᵀX + λI)⁻¹ and
+    B_ij = −P_ij / P_jj (i ≠ j), B_jj = 0. The Gram matrix is inverted in float64 with BLAS on one thread
+    (so a refit is bit-identical) and B is stored as float32. RecBole's ``EASE`` is the same model,
+    computed in float32 (``reg_weight`` is its name for λ, default 250). Items nobody interacted with get
+    all-zero rows and columns of B, so they score 0 for every user.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    from threadpoolctl import threadpool_limits
+
+    X = _check_interactions_csr(train_csr, "train_csr")
+    if isinstance(reg_weight, bool) or not isinstance(reg_weight, (int, float, np.floating, np.integer)) or \
+            not np.isfinite(reg_weight) or reg_weight <= 0:
+        raise ValueError(f"reg_weight must be a positive number (the ridge penalty λ), got {reg_weight!r}")
+    start = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        G = (X.T @ X).toarray().astype(np.float64)
+        G[np.diag_indices_from(G)] += float(reg_weight)
+        P = np.linalg.inv(G)
+        B = P / -np.diag(P)  # column j divided by -P_jj
+        np.fill_diagonal(B, 0.0)
+    fit_seconds = time.perf_counter() - start
+    return EASEModel(reg_weight=float(reg_weight), fit_seconds=fit_seconds, train=X, weights=B.astype(np.float32))
+
+
+# ===================================================================================================
+# The tuned fast models, cached for later lessons
+# ===================================================================================================
+# Tuned in notebooks/03_cf_baselines.ipynb on valid (NDCG@10 over the grids stated there), then refit on
+# train+valid for test; the notebook asserts that its grid search still picks these. Fast to refit (< 1 s).
+TUNED_PARAMS = {
+    "EASE": {"reg_weight": 100.0},
+    "ALS": {"factors": 128, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
+    "ItemKNN": {"similarity": "tfidf", "K": 20},
+}
+BEST_MODEL = "ALS"  # the best CF model on valid NDCG@10 in notebooks/03_cf_baselines.ipynb
+FAST_MODELS = tuple(TUNED_PARAMS)
+_SCORES_VERSION = 1
+
+
+def _fast_model_params(model, params) -> dict:
+    if model not in TUNED_PARAMS:
+        raise ValueError(f"model must be one of {FAST_MODELS}, got {model!r}")
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of {model} parameters or None, got {type(params).__name__}")
+    allowed = {"EASE": {"reg_weight"}, "ALS": set(IMPLICIT_DEFAULTS["als"]) - {"num_threads"},
+               "ItemKNN": set(IMPLICIT_DEFAULTS["itemknn"]) - {"num_threads"}}[model]
+    unknown = sorted(set(params or {}) - allowed)
+    if unknown:
+        raise ValueError(f"params for {model!r} accept {sorted(allowed)}, got unknown {unknown}")
+    return {**TUNED_PARAMS[model], **(params or {})}
+
+
+def _history_digest(history: sp.csr_matrix) -> str:
+    h = sp.csr_matrix(history)
+    h.sum_duplicates()
+    h.sort_indices()
+    digest = hashlib.sha256(repr(h.shape).encode())
+    for arr in (h.indptr.astype(np.int64), h.indices.astype(np.int64), (h.data != 0).astype(np.int8)):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+def _scores_key(model: str, params: dict, eval_set: str, seed: int, protocol) -> dict:
+    return {
+        "version": _SCORES_VERSION, "model": model, "params": params, "eval_set": eval_set, "seed": seed,
+        "protocol": dict(getattr(protocol, "params", {}) or {}),
+        "history": _history_digest(protocol.history(eval_set)),
+        "shape": [int(protocol.n_users), int(protocol.n_items)],
+    }
+
+
+def _scores_file(key: dict, cache_dir) -> Path:
+    if cache_dir is None:
+        from recsuite.paths import data_home
+
+        cache_dir = data_home() / "scores"
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"{key['model']}-{key['eval_set']}-{digest}.npz"
+
+
+def _resolve(model, eval_set, params, protocol, seed):
+    from recsuite.split import EVAL_SETS, load_protocol
+
+    p = _fast_model_params(model, params)
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+    seed = _check_seed(seed)
+    protocol = load_protocol() if protocol is None else protocol
+    if not all(hasattr(protocol, a) for a in ("history", "n_users", "n_items")):
+        raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
+    return p, seed, protocol
+
+
+def cf_scores_path(model: str = BEST_MODEL, eval_set: str = "test", params: dict | None = None, protocol=None,
+                   seed: int = 0, cache_dir=None) -> Path:
+    """The file ``cf_scores`` reads and writes for these arguments.
+
+    The name hashes the model, its full parameters, ``eval_set``, ``seed``, the protocol's parameters and
+    a digest of the history matrix it is fit on, so a different split or configuration never reads a stale file.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
+    return _scores_file(_scores_key(model, p, eval_set, seed, protocol), cache_dir)
+
+
+def fit_fast_model(model: str, history, params: dict | None = None, seed: int = 0):
+    """Fit one of ``FAST_MODELS`` on a users x items CSR with ``TUNED_PARAMS`` overridden by ``params``.
+
+    "EASE": ``fit_ease``; "ALS" and "ItemKNN": ``fit_implicit`` on the CPU with one thread (the GPU
+    variant gives different numbers, and these models take well under a second on the CPU anyway).
+    Returns the fitted model (``.scores()``, ``.fit_seconds``).
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    p = _fast_model_params(model, params)
+    seed = _check_seed(seed)
+    if model == "EASE":
+        return fit_ease(history, **p)
+    return fit_implicit("als" if model == "ALS" else "itemknn", history, p, seed=seed, device="cpu")
+
+
+def cf_scores(model: str = BEST_MODEL, eval_set: str = "test", params: dict | None = None, protocol=None,
+              seed: int = 0, cache: bool = True, cache_dir=None) -> np.ndarray:
+    """Float32 (n_users, n_items) scores of a tuned fast CF model fit on ``protocol.history(eval_set)`` (cache-or-compute).
+
+    ``model`` is "ALS" (``BEST_MODEL``: the best CF model on valid in notebook 03), "EASE" or "ItemKNN"
+    with ``TUNED_PARAMS[model]`` updated by ``params``; ``protocol`` defaults to ``load_protocol()``. The
+    fit sees only the history of ``eval_set`` (train for valid, train+valid for test and cold_test), so
+    the matrix is safe to blend and re-rank on that set. Cold items have no interactions, so every CF model
+    scores them alike (0 for ALS, EASE and ItemKNN). Seen items are not masked (``Protocol.evaluate`` does
+    that). With ``cache=True`` the matrix is stored under ``cache_dir`` (default ``datasets/scores``) in a
+    file named by ``cf_scores_path`` and written atomically; a missing file is rebuilt, bit-identical, in
+    about a second.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
+    if not isinstance(cache, (bool, np.bool_)):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
+    key = _scores_key(model, p, eval_set, seed, protocol)
+    path = _scores_file(key, cache_dir) if cache else None
+    if path is not None:
+        hit = _read_scores(path, key)
+        if hit is not None:
+            return hit
+    scores = fit_fast_model(model, protocol.history(eval_set), p, seed).scores()
+    if path is not None:
+        _write_scores(path, key, scores)
+    return scores
+
+
+def _read_scores(path: Path, key: dict):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            scores = z["scores"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # absent, truncated or foreign: recompute and overwrite
+    if meta != key or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
+        return None
+    return scores
+
+
+def _write_scores(path: Path, key: dict, scores: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, scores=np.asarray(scores, dtype=np.float32), meta=np.array(json.dumps(key, sort_keys=True)))
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

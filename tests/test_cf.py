@@ -272,3 +272,135 @@ def test_fit_recbole_rejects_bad_input(tmp_path):
         cf.fit_recbole("NeuMF", train, valid, test, *args, config={"train_neg_sample_args": None}, workdir=tmp_path)
     with pytest.raises(ValueError, match="fitted"):
         cf.recbole_crosscheck(object())
+
+
+# ===================================================================================================
+# EASE in NumPy
+# ===================================================================================================
+def test_ease_two_items_by_hand():
+    # with two items, each column of B is a one-variable ridge regression of one item on the other:
+    # B_01 = x0.x1 / (x0.x0 + λ) = 1 / (2 + 1), B_10 = x1.x0 / (x1.x1 + λ) = 1 / (1 + 1)
+    X = sp.csr_matrix(np.array([[1, 1], [1, 0]], dtype=np.float32))
+    model = cf.fit_ease(X, reg_weight=1.0)
+    np.testing.assert_allclose(model.weights, [[0, 1 / 3], [1 / 2, 0]], rtol=1e-6)
+    np.testing.assert_allclose(model.scores(), [[1 / 2, 1 / 3], [0, 1 / 3]], rtol=1e-6)
+    assert model.scores().dtype == np.float32 and model.fit_seconds >= 0
+
+
+def test_ease_equals_recbole_ease(fitted):
+    train, _, _ = planted()
+    ours = cf.fit_ease(csr(train), reg_weight=250.0)  # RecBole's default reg_weight, as in the fixture
+    theirs = fitted["EASE"]
+    assert theirs.recbole_config["reg_weight"] == 250.0
+    # RecBole works in float32, we invert in float64
+    np.testing.assert_allclose(ours.scores()[:, :40], theirs.scores()[:, :40], rtol=1e-4, atol=1e-6)
+    # RecBole's evaluator, on RecBole's test split, gives the same numbers for our scores
+    topk = M.topk_from_scores(ours.scores(), 10, exclude=theirs.test_history, allowed=theirs.known_items)
+    ndcg = M.ndcg_at_k(topk, theirs.test_truth, k=10)
+    assert ndcg == pytest.approx(theirs.recbole_eval["ndcg@10"], abs=1e-9)
+
+
+def test_ease_cold_items_and_empty_users_score_zero_and_refits_are_identical():
+    train, _, _ = planted()
+    X = csr(train[train.user_idx != 7])  # user 7: empty row; item 40: never seen
+    a, b = cf.fit_ease(X, 10.0), cf.fit_ease(X, 10.0)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert (a.scores()[:, 40] == 0).all() and (a.scores()[7] == 0).all()
+    assert (np.diag(a.weights) == 0).all()
+    assert in_own_block(a.scores(), X)[np.arange(N_USERS) != 7].all()
+
+
+def test_fit_ease_rejects_bad_input():
+    X = csr(planted()[0])
+    for bad in (0, -1.0, float("nan"), True, "250"):
+        with pytest.raises(ValueError, match="reg_weight"):
+            cf.fit_ease(X, bad)
+    with pytest.raises(ValueError, match="train_csr"):
+        cf.fit_ease(X.toarray())
+    with pytest.raises(ValueError, match="user_idx"):
+        cf.fit_ease(X).scores(np.array([-1]))
+
+
+# ===================================================================================================
+# cf_scores: cache-or-compute
+# ===================================================================================================
+@pytest.fixture(scope="module")
+def tiny_protocol():
+    from recsuite.split import make_protocol
+
+    train, valid, test = planted(seed=1)
+    df = pd.concat([train, valid, test])
+    inter = pd.DataFrame({"user_id": df.user_idx + 1, "item_id": df.item_idx + 1, "rating": 4,
+                          "timestamp": df.timestamp})
+    return make_protocol(inter, cold_frac=0.1, seed=0)
+
+
+@pytest.mark.parametrize("model", cf.FAST_MODELS)
+def test_cf_scores_fits_on_the_history_of_the_eval_set(tiny_protocol, model, tmp_path):
+    proto = tiny_protocol
+    for eval_set in ("valid", "test"):
+        s = cf.cf_scores(model, eval_set, protocol=proto, cache_dir=tmp_path)
+        assert s.shape == (proto.n_users, proto.n_items) and s.dtype == np.float32
+        direct = cf.fit_fast_model(model, proto.history(eval_set)).scores()
+        np.testing.assert_array_equal(s, direct)
+        assert (s[:, proto.cold_items] == 0).all()  # no interactions: no collaborative signal
+    # valid and test histories differ, so the two matrices do too
+    assert not np.array_equal(cf.cf_scores(model, "valid", protocol=proto, cache_dir=tmp_path),
+                              cf.cf_scores(model, "test", protocol=proto, cache_dir=tmp_path))
+
+
+def test_cf_scores_reads_the_cache_and_rebuilds_it_identically(tiny_protocol, tmp_path):
+    proto = tiny_protocol
+    path = cf.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    assert not path.exists()
+    first = cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+    stamp = path.stat().st_mtime_ns
+    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    assert path.stat().st_mtime_ns == stamp  # served from the file, not rewritten
+    path.unlink()
+    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    path.write_bytes(b"truncated")  # a damaged file is recomputed and replaced
+    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    assert np.load(path)["scores"].shape == first.shape
+
+
+def test_cf_scores_cache_key_covers_params_eval_set_seed_and_split(tiny_protocol, tmp_path):
+    from recsuite.split import make_protocol
+
+    proto = tiny_protocol
+    base = cf.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    assert base == cf.cf_scores_path("ALS", "test", params=dict(cf.TUNED_PARAMS["ALS"]), protocol=proto,
+                                     cache_dir=tmp_path)  # the defaults spelled out are the same fit
+    others = [
+        cf.cf_scores_path("ALS", "test", params={"factors": 8}, protocol=proto, cache_dir=tmp_path),
+        cf.cf_scores_path("ALS", "valid", protocol=proto, cache_dir=tmp_path),
+        cf.cf_scores_path("ALS", "test", protocol=proto, seed=1, cache_dir=tmp_path),
+        cf.cf_scores_path("EASE", "test", protocol=proto, cache_dir=tmp_path),
+    ]
+    inter = pd.concat([proto.train, proto.valid, proto.test, proto.cold_test])
+    other_split = make_protocol(inter, cold_frac=0.1, seed=1)
+    others.append(cf.cf_scores_path("ALS", "test", protocol=other_split, cache_dir=tmp_path))
+    assert len({base, *others}) == 1 + len(others)
+    s = cf.cf_scores("ALS", "test", params={"factors": 8}, protocol=proto, cache=False)
+    assert not any(tmp_path.iterdir())  # cache=False writes nothing
+    assert not np.array_equal(s, cf.cf_scores("ALS", "test", protocol=proto, cache=False))
+
+
+def test_cf_scores_rejects_bad_input(tiny_protocol, tmp_path):
+    kw = dict(protocol=tiny_protocol, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="model must be one of"):
+        cf.cf_scores("LightGCN", **kw)
+    with pytest.raises(ValueError, match="eval_set"):
+        cf.cf_scores("EASE", "train", **kw)
+    with pytest.raises(ValueError, match="unknown"):
+        cf.cf_scores("EASE", params={"factors": 3}, **kw)
+    with pytest.raises(ValueError, match="params must be a dict"):
+        cf.cf_scores("ALS", params=[("factors", 3)], **kw)
+    with pytest.raises(ValueError, match="protocol"):
+        cf.cf_scores("ALS", protocol=object(), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="seed"):
+        cf.cf_scores("ALS", seed=-1, **kw)
+    with pytest.raises(ValueError, match="cache"):
+        cf.cf_scores("ALS", cache="yes", **kw)
+    assert not any(tmp_path.iterdir())
