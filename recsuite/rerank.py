@@ -20,15 +20,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "OBJECTIVES",
     "calibrate",
     "calibration_kl",
+    "candidates",
     "dpp",
     "dpp_single",
     "minmax_scores",
     "mmr",
+    "pareto_front",
     "scalarize",
     "zscore_scores",
 ]
@@ -187,6 +190,55 @@ class _Cosines:
 def _blocks(n_users: int, size: int):
     for start in range(0, n_users, size):
         yield slice(start, min(start + size, n_users))
+
+
+# -- candidates and fronts ---------------------------------------------------------------------------
+def candidates(scores, m: int, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+    """The M best items per user of a users x items score matrix, and their scores: the re-rankers' input.
+
+    ``exclude`` (users x items sparse, e.g. the history) and ``allowed`` (boolean (n_items,) catalogue mask)
+    mask items exactly as ``recsuite.metrics.topk_from_scores``, which picks the lists (best first, equal
+    scores by item index). Returns ``cand_items`` int64 (n_users, m) and ``cand_scores`` float64 (n_users, m),
+    the scores unchanged (rescale them with ``minmax_scores`` where the re-ranker needs it).
+
+    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    """
+    from recsuite.metrics import topk_from_scores
+
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"m must be a positive int, got {m!r}")
+    s = np.asarray(scores)
+    items = topk_from_scores(s, m, exclude=exclude, allowed=allowed)  # validates scores and both masks
+    n_users, n_items = s.shape
+    rankable = np.full(n_users, n_items if allowed is None else int(np.count_nonzero(allowed)))
+    if exclude is not None:
+        ex = sp.csr_matrix(exclude, copy=True)
+        ex.sum_duplicates()  # an item listed twice in a row is masked once
+        masked = np.ones(ex.nnz, dtype=bool) if allowed is None else np.asarray(allowed)[ex.indices]
+        rows = np.repeat(np.arange(n_users), np.diff(ex.indptr))
+        # an item excluded and outside the catalogue is masked once, not twice
+        rankable -= np.bincount(rows[masked], minlength=n_users)
+    if n_users and rankable.min() < m:
+        u = int(rankable.argmin())
+        raise ValueError(f"m={m} is larger than the {int(rankable[u])} items user row {u} can be recommended "
+                         "(catalogue minus that user's excluded items); expected a smaller m")
+    return items, np.take_along_axis(s, items, axis=1).astype(np.float64)
+
+
+def pareto_front(objectives) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of an (n_points, n_objectives) array, every objective maximised.
+
+    Row i is dominated when some row j is >= in every objective and > in at least one; exact duplicates of
+    a front point are all on the front. Negate a column to minimise it (e.g. −loss).
+
+    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    """
+    x = _check_matrix("objectives", objectives)
+    if x.shape[1] == 0:
+        raise ValueError(f"objectives must have at least one column, got shape {x.shape}")
+    ge = (x[None, :, :] >= x[:, None, :]).all(axis=2)  # ge[i, j]: j is >= i everywhere
+    gt = (x[None, :, :] > x[:, None, :]).any(axis=2)
+    return ~(ge & gt).any(axis=1)
 
 
 # -- score rescaling ----------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ stands for similarity of meaning. Users are represented by the mean of their his
 
 Encoding uses ``transformers`` directly (mean pooling over the attention mask, as the model card says), so
 any Hugging Face encoder id or local directory works; ``sentence-transformers`` is only the benchmark peer.
+
+Later lessons get the vectors through three cache-or-compute entry points, with the defaults notebook 02 chose
+on validation: ``item_vectors()`` (protocol item order), ``user_vectors(eval_set, kind)`` and
+``content_scores(history, item_vectors)``.
 """
 
 from __future__ import annotations
@@ -352,7 +356,9 @@ def _cache_file(key: dict, source: str, cache_dir) -> Path:
 
         cache_dir = data_home() / "embeddings"
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).name or source).strip("-")[:40] or "model"
+    # A saved model often sits in a folder called "model"; its parent's name says which one it is.
+    parts = Path(source).parts[-2:] if Path(source).is_absolute() else (Path(source).name or source,)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-")[-40:].strip("-") or "model"
     return Path(cache_dir) / f"{slug}-{digest}.npz"
 
 
@@ -559,3 +565,180 @@ def explain(user_history_items, item: int, item_vectors, top: int = 3) -> tuple[
     sims = unit[:-1] @ unit[-1]
     best = np.argsort(-sims, kind="stable")[:top]
     return hist[best].astype(np.int64), sims[best].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- lesson artefacts
+
+# Chosen on the validation set in notebooks/02 (template x centring, MiniLM, NDCG@10): the mean-centred
+# "title_year_genres" vectors rank best, so these are what later lessons get by default.
+DEFAULT_CENTER = True
+USER_KINDS = ("item-profile", "text-profile")
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _raw_item_ids(index) -> np.ndarray:
+    if index is None:
+        from recsuite.split import load_protocol
+
+        return load_protocol().index.item_ids
+    ids = getattr(index, "item_ids", index)  # an IndexMap or the raw ids themselves
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"index must be an IndexMap or a non-empty 1-D array of raw item ids (int), got {ids.dtype} {ids.shape}"
+        )
+    return ids
+
+
+def item_vectors(
+    template: str = DEFAULT_TEMPLATE,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    index=None,
+    items: pd.DataFrame | None = None,
+    device="auto",
+    batch_size: int = 64,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Float32 ``(n_items, d)`` unit item vectors, row ``i`` = item index ``i`` of the protocol (cache-or-compute).
+
+    The texts are ``item_text(items, template)`` taken in the order of ``index`` (an ``IndexMap`` or raw
+    item ids; default ``load_protocol().index``) over ``items`` (default: MovieLens-100K's item table), and
+    are encoded by ``encode_texts`` through its disk cache: the first call encodes (a few seconds on a CPU
+    for MiniLM), later calls and later lessons read the same file, and a missing cache is rebuilt with
+    identical vectors. The vectors are *not* centred; ``center(item_vectors())`` gives the centred ones.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    ids = _raw_item_ids(index)
+    if items is None:
+        from recsuite.data import load_movielens_100k
+
+        items = load_movielens_100k().items
+    if not isinstance(items, pd.DataFrame) or "item_id" not in items.columns:
+        raise ValueError(f"items must be a DataFrame with an item_id column, got {type(items).__name__}")
+    if items["item_id"].duplicated().any():
+        raise ValueError("items has repeated item_id values; expected one row per item")
+    table = items.set_index("item_id")
+    missing = pd.Index(np.unique(ids)).difference(table.index)
+    if len(missing):
+        raise ValueError(
+            f"index has raw item ids that items lacks, e.g. {missing[:5].tolist()} ({len(missing)} in all); "
+            "expected every indexed item to have a row in items"
+        )
+    texts = item_text(table.loc[ids].reset_index(), template)
+    return encode_texts(
+        texts, model, batch_size=batch_size, device=device, progress=progress, cache_dir=cache_dir
+    )
+
+
+def content_scores(history_csr, item_vectors, center: bool = DEFAULT_CENTER) -> np.ndarray:
+    """Float32 ``(n_users, n_items)`` content-based scores: cos(p_u, v_i) with p_u the mean-profile of ``user_profiles``.
+
+    score(u, i) = p_u . v_i / ||v_i||, p_u = normalise(mean_{j in H(u)} v_j) (Lops et al. 2011,
+    "Content-based Recommender Systems: State of the Art and Trends"); with ``center=True`` (the
+    default, best on validation in notebook 02) both sides use the centred item vectors. A user with an
+    empty history scores 0 everywhere. Ranking, masking and the catalogue are the protocol's job
+    (``Protocol.evaluate``).
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    center = _check_flag("center", center)
+    v = _check_vectors("item_vectors", item_vectors)
+    profiles = user_profiles(history_csr, v, center=center)
+    items_unit = _center(v) if center else _l2_normalise(v)
+    return np.asarray(profiles @ items_unit.T, dtype=np.float32)
+
+
+def cosine_scores(user_vectors, item_vectors, center: bool = DEFAULT_CENTER) -> np.ndarray:
+    """Float32 ``(n_users, n_items)`` cosine between every user vector and every item vector.
+
+    For user vectors that live in the encoder's space on their own, such as encoded text profiles. With
+    ``center=True`` each side is centred with *its own* mean first (see ``center``): profile texts and item
+    texts are two populations with different common directions, and removing each one's is what lets
+    their cosines rank (notebook 02 measures it).
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    center = _check_flag("center", center)
+    u = _check_vectors("user_vectors", user_vectors)
+    v = _check_vectors("item_vectors", item_vectors)
+    if u.shape[1] != v.shape[1]:
+        raise ValueError(
+            f"user_vectors has dimension {u.shape[1]} but item_vectors has {v.shape[1]}; both must come from one encoder"
+        )
+    if center:
+        u, v = _center(u), _center(v)
+    else:
+        u, v = _l2_normalise(u), _l2_normalise(v)
+    return np.asarray(u @ v.T, dtype=np.float32)
+
+
+def user_vectors(
+    eval_set: str,
+    kind: str = "item-profile",
+    template: str = DEFAULT_TEMPLATE,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    center: bool = DEFAULT_CENTER,
+    protocol=None,
+    data=None,
+    generator=None,
+    device="auto",
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Float32 ``(n_users, d)`` user vectors for ranking ``eval_set``, built only from that set's history.
+
+    ``kind="item-profile"``: ``user_profiles`` of ``protocol.history(eval_set)`` over ``item_vectors(template,
+    model)`` (centred items when ``center``). ``kind="text-profile"``: the ``recsuite.llm`` profile text of
+    each user over ``protocol.history_frame(eval_set)`` (template backend, or ``generator``'s Hugging Face
+    model when given), encoded with ``model``, centred with the profiles' own mean when ``center``. Rows
+    follow ``protocol.index.user_ids``. Rank with ``user_vectors(...) @ V.T`` where ``V = center(item_vectors())``
+    if ``center`` else ``item_vectors()`` (``cosine_scores``/``content_scores`` do exactly this). Everything
+    expensive goes through the disk caches, so a later lesson gets the same vectors back in seconds.
+    ``protocol`` defaults to ``load_protocol()`` and ``data`` (a ``MovieLens``) to MovieLens-100K.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    from recsuite.split import EVAL_SETS
+
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+    if kind not in USER_KINDS:
+        raise ValueError(f"kind must be one of {USER_KINDS}, got {kind!r}")
+    center = _check_flag("center", center)
+    if protocol is None:
+        from recsuite.split import load_protocol
+
+        protocol = load_protocol()
+    if data is None:
+        from recsuite.data import load_movielens_100k
+
+        data = load_movielens_100k()
+    if kind == "item-profile":
+        v = item_vectors(
+            template, model, protocol.index, data.items, device=device, progress=progress, cache_dir=cache_dir
+        )
+        return user_profiles(protocol.history(eval_set), v, center=center)
+
+    from recsuite import llm
+
+    users = data.users
+    if not isinstance(users, pd.DataFrame) or "user_id" not in users.columns:
+        raise ValueError("data.users must be a DataFrame with a user_id column")
+    users = users.drop_duplicates("user_id").set_index("user_id")
+    missing = pd.Index(protocol.index.user_ids).difference(users.index)
+    if len(missing):
+        raise ValueError(f"data.users lacks users of the protocol's index, e.g. {missing[:5].tolist()}")
+    users = users.loc[protocol.index.user_ids].reset_index()
+    backend = "template" if generator is None else "hf"
+    texts = llm.profile_texts(
+        users, protocol.history_frame(eval_set), data.items, backend=backend, generator=generator, progress=progress
+    )
+    t = encode_texts(texts.tolist(), model, device=device, progress=progress, cache_dir=cache_dir)
+    return _center(t) if center else t

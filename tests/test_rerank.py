@@ -428,6 +428,49 @@ def test_minmax_and_zscore_hand_computed():
     assert s[0, 0] == 1.0  # the input is not modified
 
 
+# -- candidates and Pareto fronts ---------------------------------------------------------------------
+def test_candidates_respect_the_masks_and_keep_the_scores():
+    import scipy.sparse as sp
+
+    scores = np.array([[0.1, 0.9, 0.5, 0.7, 0.3],
+                       [0.8, 0.2, 0.6, 0.4, 0.0]], dtype=np.float32)
+    seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))  # user 0 has seen item 1
+    allowed = np.array([True, True, True, True, False])  # item 4 is outside the catalogue
+    items, cand = R.candidates(scores, 3, exclude=seen, allowed=allowed)
+    # user 0: 1 is seen, 4 not allowed -> 3 (.7), 2 (.5), 0 (.1); user 1: 0 (.8), 2 (.6), 3 (.4)
+    assert items.tolist() == [[3, 2, 0], [0, 2, 3]]
+    assert items.dtype == np.int64 and cand.dtype == np.float64
+    np.testing.assert_allclose(cand, [[0.7, 0.5, 0.1], [0.8, 0.6, 0.4]], rtol=1e-6)
+    # without masks it is the plain top-m, equal scores by item index
+    assert R.candidates([[1.0, 2.0, 2.0]], 2)[0].tolist() == [[1, 2]]
+
+
+def test_candidates_need_enough_rankable_items_per_user():
+    import scipy.sparse as sp
+
+    seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]]))
+    allowed = np.array([True, True, True, True, False])
+    # user 0 can be shown items 0, 2, 3 only (1 seen; 4 seen but outside the catalogue, counted once)
+    assert R.candidates(np.ones((2, 5)), 3, exclude=seen, allowed=allowed)[0].tolist() == [[0, 2, 3], [0, 1, 2]]
+    with pytest.raises(ValueError, match="m=4 is larger than the 3 items user row 0"):
+        R.candidates(np.ones((2, 5)), 4, exclude=seen, allowed=allowed)
+
+
+def test_pareto_front_hand_worked():
+    pts = np.array([
+        [0.30, 0.50],  # front: best in the first objective
+        [0.28, 0.60],  # front
+        [0.25, 0.55],  # dominated by (0.28, 0.60)
+        [0.20, 0.70],  # front: best in the second
+        [0.28, 0.60],  # duplicate of a front point: on the front too
+        [0.20, 0.65],  # dominated by (0.20, 0.70): equal in one, worse in the other
+    ])
+    assert R.pareto_front(pts).tolist() == [True, True, False, True, True, False]
+    # minimising the second objective instead: negate it
+    assert R.pareto_front(pts * [1, -1]).tolist() == [True, False, False, False, False, False]
+    assert R.pareto_front([[1.0]]).tolist() == [True]
+
+
 # -- errors -------------------------------------------------------------------------------------------
 V3 = np.eye(3)
 G3 = np.eye(3)
@@ -483,6 +526,15 @@ ERRORS = [
     (lambda: R.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
     (lambda: R.minmax_scores([1.0, 2.0]), "cand_scores"),
     (lambda: R.zscore_scores([[1.0, np.nan]]), "cand_scores"),
+    (lambda: R.candidates([1.0, 2.0], 1), "scores"),
+    (lambda: R.candidates([[1.0, np.nan]], 1), "scores"),
+    (lambda: R.candidates([[1.0, 2.0]], 0), "m must"),
+    (lambda: R.candidates([[1.0, 2.0]], 3), "k=3"),
+    (lambda: R.candidates([[1.0, 2.0]], 2, allowed=[True, False]), "m=2"),
+    (lambda: R.candidates([[1.0, 2.0]], 1, allowed=[1, 0]), "allowed"),
+    (lambda: R.candidates([[1.0, 2.0]], 1, exclude=np.eye(2)), "exclude"),
+    (lambda: R.pareto_front([1.0, 2.0]), "objectives"),
+    (lambda: R.pareto_front([[1.0, np.inf]]), "objectives"),
 ]
 
 

@@ -201,6 +201,13 @@ def test_cache_invalidated_when_model_files_change(tmp_path):
     assert S.embedding_cache_path(TEXTS, other, device="cpu", cache_dir=cache) != old_path
 
 
+def test_cache_file_is_named_after_the_model_folder(tmp_path):
+    # a packaged model often lives in a folder called "model"; the file name keeps its parent's name too
+    model = save_tiny_bert(tmp_path / "some_encoder" / "model", seed=0)
+    name = S.embedding_cache_path(TEXTS, model, device="cpu", cache_dir=tmp_path).name
+    assert name.startswith("some-encoder-model-") and name.endswith(".npz")
+
+
 def test_corrupt_cache_file_is_recomputed(tiny, tmp_path):
     cache = tmp_path / "emb"
     good = S.encode_texts(TEXTS, tiny, device="cpu", cache=False, progress=False)
@@ -316,3 +323,140 @@ def test_explain_by_hand():
         S.explain([0, 7], 3, items)
     with pytest.raises(ValueError, match="top"):
         S.explain([0, 1], 3, items, top=0)
+
+
+# --------------------------------------------------------------------------------------------- lesson artefacts
+
+
+def tiny_movielens():
+    """Four users, seven items, six interactions each, timestamps increasing: enough for make_protocol."""
+    from recsuite.data import MovieLens
+
+    items = pd.DataFrame(
+        {
+            "item_id": [1, 2, 3, 4, 5, 6, 7],
+            "title": ["Toy Story", "Golden Eye", "Four Rooms", "Action Film", "Drama", "Comedy, The", "Thriller"],
+            "year": pd.array([1995, 1995, pd.NA, 1994, 1993, 1995, 1996], dtype="Int64"),
+            "genres": [["Animation"], ["Action", "Thriller"], [], ["Action"], ["Drama"], ["Comedy"], ["Thriller"]],
+        }
+    )
+    rows = []
+    picks = {1: [1, 2, 3, 4, 5, 6], 2: [2, 3, 4, 5, 6, 7], 3: [1, 3, 5, 7, 2, 4], 4: [7, 6, 5, 4, 3, 2]}
+    for u, its in picks.items():
+        rows += [(u, i, 4, 100 * u + t) for t, i in enumerate(its)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    users = pd.DataFrame(
+        {"user_id": [4, 3, 2, 1], "age": [30, 18, 45, 24], "gender": ["F", "M", "F", "M"],
+         "occupation": ["artist", "student", "engineer", "technician"], "zip_code": ["1", "2", "3", "4"]}
+    )
+    return MovieLens(inter, items, users, name="tiny")
+
+
+def test_item_vectors_follow_the_index_and_use_the_cache(tiny, tmp_path):
+    from recsuite.split import IndexMap
+
+    items = items_frame()  # raw ids 1, 2, 3
+    cache = tmp_path / "emb"
+    calls, handle = forward_counter(tiny)
+    try:
+        got = S.item_vectors("title_genres", tiny, index=[3, 1, 2], items=items, device="cpu", cache_dir=cache, progress=False)
+        n = len(calls)
+        assert n >= 1 and len(list(cache.glob("*.npz"))) == 1
+        again = S.item_vectors("title_genres", tiny, index=[3, 1, 2], items=items, device="cpu", cache_dir=cache, progress=False)
+        assert len(calls) == n  # second call: read from disk
+        np.testing.assert_array_equal(got, again)
+    finally:
+        handle.remove()
+    texts = S.item_text(items.iloc[[2, 0, 1]], "title_genres")  # rows in index order: ids 3, 1, 2
+    expected = S.encode_texts(texts, tiny, device="cpu", cache=False, progress=False)
+    assert got.shape == (3, 16) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    by_map = S.item_vectors("title_genres", tiny, index=IndexMap.from_ids([1], [2, 3, 1]), items=items,
+                            device="cpu", cache_dir=cache, progress=False)
+    np.testing.assert_allclose(by_map, got[[1, 2, 0]], atol=1e-6)  # IndexMap sorts: ids 1, 2, 3
+    other = S.item_vectors("title", tiny, index=[3, 1, 2], items=items, device="cpu", cache_dir=cache, progress=False)
+    assert not np.allclose(other, got, atol=1e-3)  # another template: another cache file, new vectors
+
+
+def test_item_vectors_rejects_bad_input(tiny, tmp_path):
+    items = items_frame()
+    with pytest.raises(ValueError, match=r"index has raw item ids.*\[9\]"):
+        S.item_vectors(model=tiny, index=[1, 9], items=items, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="index must be"):
+        S.item_vectors(model=tiny, index=["a", "b"], items=items, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="index must be"):
+        S.item_vectors(model=tiny, index=[], items=items, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="items has repeated item_id"):
+        S.item_vectors(model=tiny, index=[1], items=pd.concat([items, items]), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="items must be"):
+        S.item_vectors(model=tiny, index=[1], items=items.drop(columns="item_id"), cache_dir=tmp_path)
+
+
+def test_content_scores_by_hand():
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], dtype=np.float32)
+    hist = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=np.float32))
+    r, c = np.sqrt(0.5), 1 / np.sqrt(10)
+    # raw: profiles (0,0)->zero, (0,1), zero
+    raw = S.content_scores(hist, items, center=False)
+    assert raw.shape == (3, 3) and raw.dtype == np.float32
+    np.testing.assert_allclose(raw, [[0, 0, 0], [0, 1, 0], [0, 0, 0]], atol=1e-6)
+    # centred items (3c, -c), (0, 1), (-3c, -c); profiles (0, -1), (0, 1), zero
+    expected = [[c, -1, c], [-c, 1, -c], [0, 0, 0]]
+    np.testing.assert_allclose(S.content_scores(hist, items, center=True), expected, atol=1e-6)
+    np.testing.assert_allclose(S.content_scores(hist, items), expected, atol=1e-6)  # DEFAULT_CENTER
+    # unnormalised items: the profile averages them as given, (2,0),(0,5) -> (2,5)/sqrt29, and the
+    # scores are cosines with each item's direction
+    hist1 = sp.csr_matrix(np.array([[1, 1, 0]], dtype=np.float32))
+    q = 1 / np.sqrt(29)
+    np.testing.assert_allclose(
+        S.content_scores(hist1, items * [[2], [5], [1]], center=False), [[2 * q, 5 * q, -2 * q]], atol=1e-6
+    )
+    np.testing.assert_allclose(S.content_scores(hist1, items, center=False), [[r, r, -r]], atol=1e-6)
+    with pytest.raises(ValueError, match="center"):
+        S.content_scores(hist, items, center="yes")
+    with pytest.raises(ValueError, match="history_csr has 2 item columns"):
+        S.content_scores(sp.csr_matrix((3, 2)), items)
+
+
+def test_cosine_scores_by_hand():
+    u = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
+    v = np.array([[1.0, 1.0], [0.0, 1.0]], dtype=np.float32)
+    r, s = np.sqrt(0.5), 2 / np.sqrt(13)
+    np.testing.assert_allclose(S.cosine_scores(u, v, center=False), [[r, 0], [r, 1]], atol=1e-6)
+    # users centred on (1, 1.5) -> +-(2, -3)/sqrt13; items on (0.5, 1) -> (1, 0), (-1, 0)
+    np.testing.assert_allclose(S.cosine_scores(u, v, center=True), [[s, -s], [-s, s]], atol=1e-6)
+    with pytest.raises(ValueError, match="user_vectors has dimension 3"):
+        S.cosine_scores(np.ones((2, 3)), v)
+    with pytest.raises(ValueError, match="user_vectors"):
+        S.cosine_scores(np.array([np.nan, 1.0]), v)
+
+
+def test_user_vectors_item_and_text_profiles(tiny, tmp_path):
+    from recsuite import llm
+    from recsuite.split import make_protocol
+
+    data = tiny_movielens()
+    proto = make_protocol(data.interactions, cold_frac=0.15, seed=0, all_item_ids=data.items.item_id)
+    kw = dict(model=tiny, protocol=proto, data=data, device="cpu", progress=False, cache_dir=tmp_path)
+    v = S.item_vectors("title_year_genres", tiny, proto.index, data.items, device="cpu", cache_dir=tmp_path, progress=False)
+    for centred in (True, False):
+        got = S.user_vectors("valid", "item-profile", center=centred, **kw)
+        np.testing.assert_allclose(got, S.user_profiles(proto.history("valid"), v, center=centred), atol=1e-6)
+    assert not np.allclose(S.user_vectors("valid", **kw), S.user_vectors("test", **kw))  # test also sees valid
+
+    text = S.user_vectors("valid", "text-profile", center=False, **kw)
+    users = data.users.set_index("user_id").loc[proto.index.user_ids].reset_index()  # index order, not file order
+    texts = llm.profile_texts(users, proto.train, data.items, progress=False)
+    expected = S.encode_texts(texts.tolist(), tiny, device="cpu", cache=False, progress=False)
+    assert text.shape == (4, 16) and text.dtype == np.float32
+    np.testing.assert_allclose(text, expected, atol=1e-6)
+    np.testing.assert_allclose(S.user_vectors("valid", "text-profile", **kw), S.center(expected), atol=1e-6)
+    # the test-time text sees train + valid: every user has watched more films, so the texts differ
+    assert not np.allclose(S.user_vectors("test", "text-profile", center=False, **kw), text, atol=1e-4)
+
+    with pytest.raises(ValueError, match="eval_set"):
+        S.user_vectors("train", **kw)
+    with pytest.raises(ValueError, match="kind"):
+        S.user_vectors("valid", "llm", **kw)
+    with pytest.raises(ValueError, match="center"):
+        S.user_vectors("valid", center=1, **kw)
