@@ -8,12 +8,17 @@ will actually be ranked (allowed and not excluded), so masked items never distor
 
 The learned ranker works on a long *candidate frame*: one row per (user_idx, item_idx) candidate, sorted by
 user, with feature columns named ``<group>_...`` (see ``FEATURE_GROUPS``) so that an ablation can drop one
-group by its prefix.
+group by its prefix. ``tune_ranker``/``cross_val_topk`` choose its capacity by cross-validation over users of
+the training period, and ``cold_feature_columns`` are what a cold-start ranker may use.
+
+``fused_scores(eval_set)`` is the lesson's tuned blend as a full score matrix (cache-or-compute), the input of
+the re-ranking lesson.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Callable, Mapping
 
@@ -1126,3 +1131,260 @@ def assert_no_future(seen, future, time_col: str = "timestamp") -> dict:
         "time_checked": bool(timed),
         "users_time_checked": users_checked,
     }
+
+
+# -- tuning the ranker without touching the evaluation period -----------------------------------------
+def user_folds(n_users: int, n_folds: int = 2, seed: int = 0) -> np.ndarray:
+    """Fold id (0..n_folds-1) per user index: a seeded random permutation dealt round-robin.
+
+    Folds differ in size by at most one user. Cross-validation over *users* keeps every user's candidates
+    in one fold, so a model is never scored on a user whose labels it was fit on.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    n_users = _positive_int("n_users", n_users)
+    n_folds = _positive_int("n_folds", n_folds)
+    if n_folds < 2 or n_folds > n_users:
+        raise ValueError(f"n_folds must be in [2, n_users={n_users}], got {n_folds}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    folds = np.empty(n_users, dtype=np.int64)
+    folds[np.random.default_rng(int(seed)).permutation(n_users)] = np.arange(n_users) % n_folds
+    return folds
+
+
+def cross_val_topk(
+    frame, features, n_users: int, k: int = 10, params: dict | None = None, n_folds: int = 2, seed: int = 0,
+    label: str = "label", fallback=None, exclude=None, allowed=None,
+) -> np.ndarray:
+    """Out-of-fold top-k lists (int64, (n_users, k)) of a LambdaRank ranker, cross-validated over users.
+
+    Users are split by ``user_folds(n_users, n_folds, seed)``; for each fold, ``fit_ranker`` is fit on the
+    candidates of the other folds' users (``params``, ``seed``) and ranks this fold's users with
+    ``rank_frame`` (``fallback``/``exclude``/``allowed`` as there; users without candidates get the
+    fallback's lists). Every list therefore comes from a model that never saw that user's labels: an honest
+    estimate, on the training period itself, of how the ranker does on new users of that period.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    users, _ = _check_frame(frame, unique=True)
+    n_users = _positive_int("n_users", n_users)
+    if len(users) and users.max() >= n_users:
+        raise ValueError(f"frame indexes user {int(users.max())}, outside n_users={n_users}")
+    folds = user_folds(n_users, n_folds, seed)
+    row_fold = folds[users]
+    scores = np.zeros(len(users), dtype=np.float64)
+    for f in tqdm(range(n_folds), desc="folds", leave=False):
+        held = row_fold == f
+        if not held.any():
+            continue
+        model = fit_ranker(frame.loc[~held], features, label=label, params=params, seed=seed)
+        scores[held] = model.predict(frame.loc[held, list(features)])
+    return rank_frame(frame, scores, n_users, k, fallback=fallback, exclude=exclude, allowed=allowed)
+
+
+def tune_ranker(
+    frame, features, truth_csr, grid, k: int = 10, n_folds: int = 2, seed: int = 0, base_params: dict | None = None,
+    label: str = "label", fallback=None, exclude=None, allowed=None,
+) -> pd.DataFrame:
+    """Cross-validated NDCG@k and Recall@k of the ranker for every parameter combination of ``grid``; best first.
+
+    ``grid`` is a dict LightGBM parameter -> list of values (all combinations are tried, on top of
+    ``base_params``). Each combination is scored by ``cross_val_topk`` on ``frame`` (same folds for all)
+    against ``truth_csr``, the labels' period, averaged over users with relevant items as in
+    ``recsuite.metrics``. Tune on the period the ranker is trained on (valid), never on test. Returns one row
+    per combination (a column per parameter, ``ndcg@k``, its standard error over users ``ndcg@k_se``, and
+    ``recall@k``), sorted by NDCG (ties in grid order).
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    t = _binary_truth(truth_csr)
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(f"grid must be a non-empty dict parameter -> list of values, got {grid!r}")
+    axes = []
+    for name, values in grid.items():
+        vals = list(values) if isinstance(values, (list, tuple, np.ndarray)) else None
+        if not isinstance(name, str) or not vals:
+            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+        axes.append(vals)
+    if base_params is not None and not isinstance(base_params, Mapping):
+        got = type(base_params).__name__
+        raise ValueError(f"base_params must be a dict of LGBMRanker parameters or None, got {got}")
+    k = _positive_int("k", k)
+    rows = []
+    combos = list(itertools.product(*axes))
+    for combo in tqdm(combos, desc="ranker grid", leave=False):
+        p = dict(zip(grid, combo))
+        topk = cross_val_topk(
+            frame, features, t.shape[0], k, params={**(base_params or {}), **p}, n_folds=n_folds, seed=seed,
+            label=label, fallback=fallback, exclude=exclude, allowed=allowed,
+        )
+        per_user = M.per_user_metrics(topk, t, k)[f"ndcg@{k}"].dropna()
+        rows.append({
+            **p,
+            f"ndcg@{k}": float(per_user.mean()) if len(per_user) else 0.0,
+            # standard error of the mean over users, for a one-standard-error choice among near-ties
+            f"ndcg@{k}_se": float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else np.nan,
+            f"recall@{k}": M.recall_at_k(topk, t, k),
+        })
+    return pd.DataFrame(rows).sort_values(f"ndcg@{k}", ascending=False, kind="stable").reset_index(drop=True)
+
+
+#: Columns that need interactions with the item: meaningless for an item nobody has interacted with yet.
+INTERACTION_COLUMNS = ("pop_log_count",)
+
+
+def cold_feature_columns(frame, drop_groups=()) -> list:
+    """The feature columns an item without any interaction has: ``feature_columns`` minus the ``cf`` group
+    and ``INTERACTION_COLUMNS`` (its interaction count), minus ``drop_groups``.
+
+    A collaborative model scores every new item alike (0 for ALS, EASE and item-kNN), so its scores carry
+    nothing and its ranks only the order of the item ids; a cold-start ranker is trained without them.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    drop = (drop_groups,) if isinstance(drop_groups, str) else tuple(drop_groups)
+    return [c for c in feature_columns(frame, ("cf", *drop)) if c not in INTERACTION_COLUMNS]
+
+
+# -- the lesson's best full-matrix fusion, cached for later lessons -----------------------------------
+# Tuned in notebooks/04_fusion_hybrid.ipynb on valid (NDCG@10, grid_search_blend over the normalisations and
+# gamma with alpha = 1; test untouched): ALS (cf.BEST_MODEL) and the centred MiniLM content scores of notebook 02.
+FUSED_METHOD = "minmax"
+FUSED_WEIGHTS = {"cf": 1.0, "sem": 0.2}
+_FUSED_VERSION = 1
+
+
+def _array_digest(a: np.ndarray) -> str:
+    import hashlib
+
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(repr((a.shape, str(a.dtype))).encode() + a.tobytes()).hexdigest()[:20]
+
+
+def _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, cache_dir):
+    from recsuite import cf, semantic
+    from recsuite.split import EVAL_SETS, load_protocol
+
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+    w = _check_weights(FUSED_WEIGHTS if weights is None else weights, ["cf", "sem"])
+    method = _check_method(FUSED_METHOD if method is None else method)
+    protocol = load_protocol() if protocol is None else protocol
+    if not all(hasattr(protocol, a) for a in ("history", "candidates", "index", "n_users", "n_items")):
+        raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
+    cf_model = cf.BEST_MODEL if cf_model is None else cf_model
+    cf_file = cf.cf_scores_path(cf_model, eval_set, protocol=protocol, cache_dir=cache_dir)
+    if item_vectors is None:
+        ids = np.asarray(protocol.index.item_ids)
+        # the vectors are item_vectors(): the default template and encoder over the protocol's items
+        sem = {"template": semantic.DEFAULT_TEMPLATE, "model": semantic.model_identity()[2],
+               "items": _array_digest(ids)}
+    else:
+        v = _check_matrix("item_vectors", item_vectors, protocol.n_items)
+        if v.shape[0] != protocol.n_items:
+            raise ValueError(f"item_vectors must have one row per item ({protocol.n_items}), got shape {v.shape}")
+        sem = {"vectors": _array_digest(v)}
+    key = {
+        "version": _FUSED_VERSION,
+        "eval_set": eval_set,
+        "method": method,
+        "weights": {"cf": float(w[0]), "sem": float(w[1])},
+        # the CF file name hashes the model, its parameters, the protocol and the history it is fit on
+        "cf": cf_file.name,
+        "sem": {**sem, "center": bool(semantic.DEFAULT_CENTER)},
+        "protocol": dict(getattr(protocol, "params", {}) or {}),
+        "shape": [int(protocol.n_users), int(protocol.n_items)],
+    }
+    return key, w, method, protocol, cf_model
+
+
+def _fused_file(key: dict, cache_dir):
+    import hashlib
+    from pathlib import Path
+
+    if cache_dir is None:
+        from recsuite.paths import data_home
+
+        cache_dir = data_home() / "scores"
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"fused-{key['eval_set']}-{digest}.npz"
+
+
+def fused_scores_path(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
+                      item_vectors=None, cf_model: str | None = None, cache_dir=None):
+    """The file ``fused_scores`` reads and writes for these arguments (its name hashes all of them).
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    key, *_ = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, cache_dir)
+    return _fused_file(key, cache_dir)
+
+
+def fused_scores(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
+                 item_vectors=None, cf_model: str | None = None, cache: bool = True, cache_dir=None) -> np.ndarray:
+    """Float32 (n_users, n_items) scores of the lesson's best full-matrix fusion on ``eval_set`` (cache-or-compute).
+
+    y = α·norm(s_CF) + γ·norm(s_sem) (``blend``) with s_CF = ``cf.cf_scores(cf_model, eval_set)`` (default
+    ``cf.BEST_MODEL``), s_sem = ``semantic.content_scores(history, item_vectors, center=DEFAULT_CENTER)`` and
+    ``FUSED_METHOD``/``FUSED_WEIGHTS`` unless given (tuned on valid in notebook 04). Both sources see only
+    ``protocol.history(eval_set)``; normalisation runs over the ranked catalogue of ``eval_set``, and the
+    seen items (valid, test) and the items outside the catalogue come back below every rankable item, so
+    ``Protocol.evaluate`` and ``topk_from_scores`` rank the same lists with or without their masks.
+    ``item_vectors`` defaults to ``semantic.item_vectors()`` (MiniLM, cached). With ``cache=True`` the
+    matrix is kept under ``cache_dir`` (default ``datasets/scores``), written atomically, in a file whose
+    name hashes eval set, weights, method, CF model, vectors and protocol; a missing file is rebuilt,
+    bit-identical, from the cached CF scores and item vectors.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    from recsuite import cf, semantic
+
+    if not isinstance(cache, (bool, np.bool_)):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
+    key, w, method, protocol, cf_model = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model,
+                                                       cache_dir)
+    path = _fused_file(key, cache_dir)
+    if cache:
+        hit = _read_matrix(path, key)
+        if hit is not None:
+            return hit
+    history = protocol.history(eval_set)
+    v = semantic.item_vectors(index=protocol.index, progress=False) if item_vectors is None else item_vectors
+    sources = {
+        "cf": cf.cf_scores(cf_model, eval_set, protocol=protocol, cache=cache, cache_dir=cache_dir),
+        "sem": semantic.content_scores(history, v, center=semantic.DEFAULT_CENTER),
+    }
+    exclude = None if eval_set == "cold_test" else history  # as Protocol.rank masks
+    scores = blend(sources, w, method=method, allowed=protocol.candidates(eval_set), exclude=exclude)
+    if cache:
+        _write_matrix(path, key, scores)
+    return scores
+
+
+def _read_matrix(path, key: dict):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            scores = z["scores"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # absent, truncated or foreign: recompute and overwrite
+    if meta != key or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
+        return None
+    return scores
+
+
+def _write_matrix(path, key: dict, scores: np.ndarray) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, scores=np.asarray(scores, dtype=np.float32), meta=np.array(json.dumps(key, sort_keys=True)))
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

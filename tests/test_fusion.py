@@ -555,3 +555,155 @@ def test_assert_no_future():
     assert not pairs_only["time_checked"]
     with pytest.raises(ValueError, match="seen must have columns"):
         F.assert_no_future(seen.rename(columns={"user_idx": "u"}), future)
+
+
+# -- tuning the ranker --------------------------------------------------------------------------------
+def test_user_folds_balanced_seeded_and_checked():
+    f = F.user_folds(7, 2, seed=0)
+    assert sorted(np.bincount(f).tolist()) == [3, 4] and set(f.tolist()) == {0, 1}
+    np.testing.assert_array_equal(f, F.user_folds(7, 2, seed=0))
+    assert any(not np.array_equal(F.user_folds(20, 3, seed=s), F.user_folds(20, 3, seed=0)) for s in (1, 2, 3))
+    assert np.bincount(F.user_folds(10, 3, seed=4)).tolist() in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
+    with pytest.raises(ValueError, match="n_folds must be in \\[2, n_users=3\\]"):
+        F.user_folds(3, 4)
+    with pytest.raises(ValueError, match="n_folds must be in"):
+        F.user_folds(3, 1)
+
+
+def test_cross_val_topk_is_out_of_fold_and_pads_users_without_candidates():
+    fr = planted(30, 8, seed=11)
+    n_users = 32  # users 30 and 31 have no candidates: they get the fallback's lists
+    fallback = np.tile(np.arange(8, dtype=float), (n_users, 1))  # item 7 best, then 6, ...
+    feats = ["cf_a", "sem_noise"]
+    got = F.cross_val_topk(fr, feats, n_users, k=3, params=PARAMS, n_folds=3, seed=5, fallback=fallback)
+    # the same thing by hand: each fold ranked by a model fit on the other folds' users only
+    folds = F.user_folds(n_users, 3, seed=5)
+    scores = np.zeros(len(fr))
+    for f in range(3):
+        held = folds[fr.user_idx.to_numpy()] == f
+        m = F.fit_ranker(fr[~held], feats, params=PARAMS, seed=5)
+        scores[held] = m.predict(fr.loc[held, feats])
+    np.testing.assert_array_equal(got, F.rank_frame(fr, scores, n_users, 3, fallback=fallback))
+    assert got[30].tolist() == [7, 6, 5] and got[31].tolist() == [7, 6, 5]
+    truth = F_csr(fr[fr.label == 1], n_users, 8)
+    assert M.precision_at_k(got, truth, k=3) > 0.9  # the planted signal is learned out of fold too
+
+
+def test_tune_ranker_ranks_configurations_best_first():
+    fr = planted(40, 10, seed=12)
+    # item order is unrelated to the label, so a model that cannot split ranks by item index (chance)
+    truth = F_csr(fr[fr.label == 1], 40, 10)
+    grid = {"min_child_samples": [10_000, 5], "n_estimators": [20]}
+    tab = F.tune_ranker(fr, ["cf_a", "sem_noise"], truth, grid, k=5, n_folds=2, seed=0, base_params={"num_leaves": 7})
+    assert list(tab.columns) == ["min_child_samples", "n_estimators", "ndcg@5", "ndcg@5_se", "recall@5"]
+    assert tab.min_child_samples.tolist() == [5, 10_000]
+    assert tab["ndcg@5"].iloc[0] > 0.95 > tab["ndcg@5"].iloc[1]
+    # each row is the out-of-fold NDCG of its configuration, with the standard error over users
+    for row in tab.itertuples(index=False):
+        params = {"num_leaves": 7, "min_child_samples": row.min_child_samples, "n_estimators": 20}
+        topk = F.cross_val_topk(fr, ["cf_a", "sem_noise"], 40, 5, params=params, n_folds=2, seed=0)
+        per_user = M.per_user_metrics(topk, truth, k=5)["ndcg@5"].dropna()
+        assert row[2] == pytest.approx(M.ndcg_at_k(topk, truth, k=5))
+        assert row[3] == pytest.approx(per_user.std(ddof=1) / math.sqrt(len(per_user)))
+    assert tab["ndcg@5_se"].iloc[1] > 0
+    with pytest.raises(ValueError, match="grid must be a non-empty dict"):
+        F.tune_ranker(fr, ["cf_a"], truth, [("num_leaves", 2)])
+    with pytest.raises(ValueError, match="grid\\['num_leaves'\\] must be a non-empty list"):
+        F.tune_ranker(fr, ["cf_a"], truth, {"num_leaves": []})
+    with pytest.raises(ValueError, match="truth_csr must be a scipy.sparse"):
+        F.tune_ranker(fr, ["cf_a"], np.ones((40, 10)), {"num_leaves": [2]})
+
+
+def test_cold_feature_columns_drop_what_a_new_item_lacks():
+    fr = pd.DataFrame(columns=["user_idx", "item_idx", "cf_als_score", "cf_als_rank", "sem_content_score",
+                               "pop_log_count", "pop_year", "user_age", "genre_match", "ctx_hour", "label"])
+    assert F.cold_feature_columns(fr) == ["sem_content_score", "pop_year", "user_age", "genre_match", "ctx_hour"]
+    assert F.cold_feature_columns(fr, drop_groups="pop") == ["sem_content_score", "user_age", "genre_match", "ctx_hour"]
+    assert F.cold_feature_columns(fr, drop_groups=("cf", "sem", "ctx")) == ["pop_year", "user_age", "genre_match"]
+    with pytest.raises(ValueError, match="drop_groups must name groups"):
+        F.cold_feature_columns(fr, drop_groups="nope")
+
+
+# -- fused_scores: cache-or-compute -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_protocol():
+    from recsuite.split import make_protocol
+
+    rng = np.random.default_rng(0)
+    rows = [(u, i, 1_000 * u + t) for u in range(24) for t, i in enumerate(rng.choice(30, size=12, replace=False))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=4)
+    return make_protocol(inter[["user_id", "item_id", "rating", "timestamp"]], cold_frac=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_vectors(tiny_protocol):
+    return np.random.default_rng(1).normal(size=(tiny_protocol.n_items, 8)).astype(np.float32)
+
+
+def test_fused_scores_is_the_tuned_blend_of_cf_and_content(tiny_protocol, tiny_vectors, tmp_path):
+    from recsuite import cf, semantic
+
+    proto = tiny_protocol
+    for es in ("valid", "test", "cold_test"):
+        got = F.fused_scores(es, protocol=proto, item_vectors=tiny_vectors, cache_dir=tmp_path)
+        assert got.shape == (proto.n_users, proto.n_items) and got.dtype == np.float32
+        h = proto.history(es)
+        want = F.blend(
+            {"cf": cf.cf_scores(cf.BEST_MODEL, es, protocol=proto, cache=False),
+             "sem": semantic.content_scores(h, tiny_vectors, center=semantic.DEFAULT_CENTER)},
+            F.FUSED_WEIGHTS, method=F.FUSED_METHOD, allowed=proto.candidates(es),
+            exclude=None if es == "cold_test" else h,
+        )
+        np.testing.assert_array_equal(got, want)
+        # with or without the protocol's masks, the same lists
+        np.testing.assert_array_equal(M.topk_from_scores(got, 3), proto.rank(got, es, 3))
+    # on cold items CF is constant, so the blend ranks exactly as the content recommender does
+    cold = F.fused_scores("cold_test", protocol=proto, item_vectors=tiny_vectors, cache_dir=tmp_path)
+    content = semantic.content_scores(proto.history("cold_test"), tiny_vectors)
+    np.testing.assert_array_equal(proto.rank(cold, "cold_test", 2), proto.rank(content, "cold_test", 2))
+
+
+def test_fused_scores_reads_the_cache_and_rebuilds_it_identically(tiny_protocol, tiny_vectors, tmp_path):
+    kw = dict(protocol=tiny_protocol, item_vectors=tiny_vectors, cache_dir=tmp_path)
+    path = F.fused_scores_path("test", **kw)
+    assert not path.exists() and path.name.startswith("fused-test-")
+    first = F.fused_scores("test", **kw)
+    assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+    stamp = path.stat().st_mtime_ns
+    np.testing.assert_array_equal(F.fused_scores("test", **kw), first)
+    assert path.stat().st_mtime_ns == stamp  # served from the file
+    path.unlink()
+    np.testing.assert_array_equal(F.fused_scores("test", **kw), first)
+    path.write_bytes(b"truncated")
+    np.testing.assert_array_equal(F.fused_scores("test", **kw), first)
+    assert np.load(path)["scores"].shape == first.shape
+
+
+def test_fused_scores_cache_key_and_errors(tiny_protocol, tiny_vectors, tmp_path):
+    kw = dict(protocol=tiny_protocol, cache_dir=tmp_path)
+    base = F.fused_scores_path("test", item_vectors=tiny_vectors, **kw)
+    assert base == F.fused_scores_path("test", weights=dict(F.FUSED_WEIGHTS), method=F.FUSED_METHOD,
+                                       item_vectors=tiny_vectors, **kw)
+    others = [
+        F.fused_scores_path("valid", item_vectors=tiny_vectors, **kw),
+        F.fused_scores_path("test", weights={"cf": 1.0, "sem": 0.5}, item_vectors=tiny_vectors, **kw),
+        F.fused_scores_path("test", method="zscore", item_vectors=tiny_vectors, **kw),
+        F.fused_scores_path("test", item_vectors=tiny_vectors + 1, **kw),
+        F.fused_scores_path("test", cf_model="EASE", item_vectors=tiny_vectors, **kw),
+    ]
+    assert len({base, *others}) == 1 + len(others)
+    s = F.fused_scores("test", weights=[1.0, 0.5], item_vectors=tiny_vectors, cache=False, **kw)
+    assert not any(tmp_path.iterdir())  # cache=False writes nothing (not even the CF scores)
+    assert not np.array_equal(s, F.fused_scores("test", item_vectors=tiny_vectors, cache=False, **kw))
+    with pytest.raises(ValueError, match="eval_set must be one of"):
+        F.fused_scores("train", item_vectors=tiny_vectors, **kw)
+    with pytest.raises(ValueError, match="weights must have one entry per source"):
+        F.fused_scores("test", weights={"als": 1.0}, item_vectors=tiny_vectors, **kw)
+    with pytest.raises(ValueError, match="method must be one of"):
+        F.fused_scores("test", method="softmax", item_vectors=tiny_vectors, **kw)
+    with pytest.raises(ValueError, match="item_vectors must have one row per item"):
+        F.fused_scores("test", item_vectors=np.vstack([tiny_vectors, tiny_vectors]), **kw)
+    with pytest.raises(ValueError, match="protocol must be a recsuite.split.Protocol"):
+        F.fused_scores("test", protocol=object(), item_vectors=tiny_vectors, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="cache must be True or False"):
+        F.fused_scores("test", item_vectors=tiny_vectors, cache="yes", **kw)
