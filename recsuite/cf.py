@@ -23,8 +23,6 @@ Introduced in notebooks/03_cf_baselines.ipynb
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import tempfile
 import time
 import warnings
@@ -34,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from recsuite import cache
 
 # -- input checks ---------------------------------------------------------------------------------------
 
@@ -721,8 +721,7 @@ def _scores_file(key: dict, cache_dir) -> Path:
         from recsuite.paths import data_home
 
         cache_dir = data_home() / "scores"
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache_dir) / f"{key['model']}-{key['eval_set']}-{digest}.npz"
+    return Path(cache_dir) / f"{key['model']}-{key['eval_set']}-{cache.key_digest(key)}.npz"
 
 
 def _resolve(model, eval_set, params, protocol, seed):
@@ -798,25 +797,11 @@ def cf_scores(model: str = BEST_MODEL, eval_set: str = "test", params: dict | No
 
 
 def _read_scores(path: Path, key: dict):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            scores = z["scores"]
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    scores = cache.read_array(path, key, "scores")
+    if scores is None or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
         return None  # absent, truncated or foreign: recompute and overwrite
-    if meta != key or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
-        return None
     return scores
 
 
 def _write_scores(path: Path, key: dict, scores: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, scores=np.asarray(scores, dtype=np.float32), meta=np.array(json.dumps(key, sort_keys=True)))
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    cache.write_array(path, key, "scores", np.asarray(scores, dtype=np.float32))

@@ -18,7 +18,6 @@ the re-ranking lesson.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Callable, Mapping
 
@@ -1300,15 +1299,15 @@ def _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, c
 
 
 def _fused_file(key: dict, cache_dir):
-    import hashlib
     from pathlib import Path
+
+    from recsuite import cache
 
     if cache_dir is None:
         from recsuite.paths import data_home
 
         cache_dir = data_home() / "scores"
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache_dir) / f"fused-{key['eval_set']}-{digest}.npz"
+    return Path(cache_dir) / f"fused-{key['eval_set']}-{cache.key_digest(key)}.npz"
 
 
 def fused_scores_path(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
@@ -1363,28 +1362,15 @@ def fused_scores(eval_set: str = "test", weights=None, method: str | None = None
 
 
 def _read_matrix(path, key: dict):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            scores = z["scores"]
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    from recsuite import cache
+
+    scores = cache.read_array(path, key, "scores")
+    if scores is None or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
         return None  # absent, truncated or foreign: recompute and overwrite
-    if meta != key or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
-        return None
     return scores
 
 
 def _write_matrix(path, key: dict, scores: np.ndarray) -> None:
-    import os
-    import tempfile
+    from recsuite import cache
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, scores=np.asarray(scores, dtype=np.float32), meta=np.array(json.dumps(key, sort_keys=True)))
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    cache.write_array(path, key, "scores", np.asarray(scores, dtype=np.float32))

