@@ -33,6 +33,7 @@ __all__ = [
     "mmr",
     "pareto_front",
     "scalarize",
+    "sort_by_score",
     "zscore_scores",
 ]
 
@@ -239,6 +240,40 @@ def pareto_front(objectives) -> np.ndarray:
     ge = (x[None, :, :] >= x[:, None, :]).all(axis=2)  # ge[i, j]: j is >= i everywhere
     gt = (x[None, :, :] > x[:, None, :]).any(axis=2)
     return ~(ge & gt).any(axis=1)
+
+
+def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
+    """Each user's re-ranked items ordered by their candidate score, best first (equal scores: earlier candidate).
+
+    A re-ranker decides *which* k items a user sees and, greedily, in what order; intra-list diversity,
+    coverage, novelty, Gini and calibration of a list do not depend on the order, but NDCG does. Sorting
+    the chosen set by relevance keeps every set metric and puts the likeliest items on top. Every item of
+    row u of ``topk`` (int (n_users, k)) must be one of row u's ``cand_items``; returns int64 (n_users, k).
+
+    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    """
+    items, scores, _ = _check_candidates(cand_items, cand_scores, 1, None)
+    top = np.asarray(topk)
+    if top.ndim != 2 or not np.issubdtype(top.dtype, np.integer):
+        raise ValueError(f"topk must be a 2-D int array (n_users, k), got {top.dtype} {top.shape}")
+    if top.shape[0] != items.shape[0]:
+        raise ValueError(f"topk has {top.shape[0]} user rows but cand_items has {items.shape[0]}; expected the same users")
+    top = top.astype(np.int64)
+    n_users, k = top.shape
+    out = np.empty_like(top)
+    size = max(1, _BLOCK_BYTES // max(1, k * items.shape[1]))  # the (B, k, M) match array is bool
+    for rows in _blocks(n_users, size):
+        match = top[rows, :, None] == items[rows, None, :]
+        found = match.any(axis=2)
+        if not found.all():
+            u, j = np.argwhere(~found)[0]
+            raise ValueError(f"topk row {rows.start + u} holds item {top[rows.start + u, j]}, which is not among that "
+                             "row's cand_items; expected lists re-ranked from these candidates")
+        pos = match.argmax(axis=2)
+        s = np.take_along_axis(scores[rows], pos, axis=1)
+        order = np.lexsort((pos, -s), axis=1)  # by score, best first; equal scores by candidate position
+        out[rows] = np.take_along_axis(top[rows], order, axis=1)
+    return out
 
 
 # -- score rescaling ----------------------------------------------------------------------------------

@@ -542,3 +542,37 @@ ERRORS = [
 def test_bad_input_raises_a_value_error_naming_it(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# -- ordering a re-ranked set -------------------------------------------------------------------------
+def test_sort_by_score_hand_worked():
+    cand = np.array([[5, 3, 9, 1], [2, 7, 4, 6]])
+    scores = np.array([[0.9, 0.7, 0.5, 0.1], [0.2, 0.8, 0.8, 0.5]])  # row 1: unsorted, with a tie
+    top = np.array([[1, 5, 9], [4, 2, 7]])
+    got = R.sort_by_score(top, cand, scores)
+    assert got.tolist() == [[5, 9, 1], [7, 4, 2]]  # 7 and 4 tie at 0.8: 7 is the earlier candidate
+    assert got.dtype == np.int64
+
+
+def test_sort_by_score_keeps_the_set_and_is_idempotent(path):
+    rng = np.random.default_rng(3)
+    vec = rng.normal(size=(40, 6))
+    cand = np.stack([rng.permutation(40)[:12] for _ in range(7)])
+    scores = np.sort(rng.random((7, 12)), axis=1)[:, ::-1]
+    lists = R.mmr(cand, scores, vec, 5, 0.3)
+    got = R.sort_by_score(lists, cand, scores)
+    assert (np.sort(got, axis=1) == np.sort(lists, axis=1)).all()
+    s = np.take_along_axis(scores, (got[:, :, None] == cand[:, None, :]).argmax(axis=2), axis=1)
+    assert (np.diff(s, axis=1) <= 0).all()
+    assert (R.sort_by_score(got, cand, scores) == got).all()
+
+
+@pytest.mark.parametrize("top, match", [
+    (np.array([[5, 8]]), "topk row 0 holds item 8, which is not among"),
+    (np.array([[5, 3], [5, 3]]), "topk has 2 user rows but cand_items has 1"),
+    (np.array([5, 3]), "topk must be a 2-D int array"),
+    (np.array([[5.0, 3.0]]), "topk must be a 2-D int array"),
+])
+def test_sort_by_score_rejects_bad_lists(top, match):
+    with pytest.raises(ValueError, match=match):
+        R.sort_by_score(top, np.array([[5, 3, 9]]), np.array([[0.9, 0.5, 0.1]]))
