@@ -39,9 +39,10 @@ lab: venv
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Re-lock the transitive versions after changing a pin in pyproject.toml.
+# Re-lock the transitive versions after changing a pin in pyproject.toml (a local "+cpu" build tag is dropped,
+# so the lock also installs from PyPI elsewhere).
 lock: venv
-	$(PY) -m pip freeze --exclude-editable | grep -v '^recsuite' > constraints.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v '^recsuite' | sed -E 's/^(torch==[^+]+)\+cpu$$/\1/' > constraints.txt
 
 clean:
 	rm -rf build $(VENV)

@@ -12,8 +12,10 @@ so ``Protocol.evaluate`` measures every model the same way.
 * ``run_recbole_protocol``: RecBole's own protocol (its random 8:1:1 split), to set our numbers beside
   RecBole's published ones.
 * ``fit_ease``: EASE (Steck 2019) in closed form with NumPy, the same model as RecBole's ``EASE``.
-* ``cf_scores``: cache-or-compute score matrix of a fast CF model with the parameters notebook 03 tuned on
-  valid (``TUNED_PARAMS``; ``BEST_MODEL`` won there), for the fusion, re-ranking and fine-tuning lessons.
+* ``tune_fast_model`` / ``tuned_params`` / ``best_fast_model``: the grid search notebook 03 runs on valid
+  for ALS, EASE and item-kNN, and the choices it saves (``recsuite.choices``, keyed by protocol and seed).
+* ``cf_scores``: cache-or-compute score matrix of a fast CF model at its tuned setting, for the fusion,
+  re-ranking and fine-tuning lessons.
 
 All RecBole workarounds live in ``recsuite.compat`` (applied on first use).
 
@@ -670,23 +672,32 @@ def fit_ease(train_csr, reg_weight: float = 250.0) -> EASEModel:
 
 
 # ===================================================================================================
-# The tuned fast models, cached for later lessons
+# The tuned fast models: chosen on valid by notebook 03 (or on demand), cached for later lessons
 # ===================================================================================================
-# Tuned in notebooks/03_cf_baselines.ipynb on valid (NDCG@10 over the grids stated there), then refit on
-# train+valid for test; the notebook asserts that its grid search still picks these. Fast to refit (< 1 s).
-TUNED_PARAMS = {
-    "EASE": {"reg_weight": 100.0},
-    "ALS": {"factors": 128, "regularization": 10.0, "alpha": 1.0, "iterations": 15},
-    "ItemKNN": {"similarity": "tfidf", "K": 20},
+FAST_MODELS = ("ALS", "EASE", "ItemKNN")
+#: The grids notebook 03 states before looking at any number; ``tune_fast_model`` searches them on valid.
+FAST_GRIDS = {
+    "ALS": tuple({"factors": f, "regularization": r} for f in (32, 64, 128) for r in (1.0, 3.0, 10.0, 30.0)),
+    "EASE": tuple({"reg_weight": lam} for lam in (50.0, 100.0, 200.0, 400.0, 800.0)),
+    "ItemKNN": tuple({"similarity": s, "K": K} for s in ("cosine", "tfidf", "bm25") for K in (10, 20, 50, 200)),
 }
-BEST_MODEL = "ALS"  # the best CF model on valid NDCG@10 in notebooks/03_cf_baselines.ipynb
-FAST_MODELS = tuple(TUNED_PARAMS)
-_SCORES_VERSION = 1
+#: Held fixed while the grid is searched.
+FAST_FIXED = {"ALS": {"alpha": 1.0, "iterations": 15}, "EASE": {}, "ItemKNN": {}}
+#: Ties after rounding go to the simplest setting: fewest factors / neighbours, strongest regularisation.
+FAST_SIMPLEST = {"ALS": [("factors", True), ("regularization", False)], "EASE": [("reg_weight", False)],
+                 "ItemKNN": [("K", True)]}
+_SCORES_VERSION = 2
 
 
-def _fast_model_params(model, params) -> dict:
-    if model not in TUNED_PARAMS:
+def _check_fast_model(model) -> str:
+    if model not in FAST_MODELS:
         raise ValueError(f"model must be one of {FAST_MODELS}, got {model!r}")
+    return model
+
+
+def _fast_model_params(model, params, protocol=None, seed: int = 0) -> dict:
+    """The full parameters of a fast model: the tuned choice for (protocol, seed) updated by ``params``."""
+    _check_fast_model(model)
     if params is not None and not isinstance(params, dict):
         raise ValueError(f"params must be a dict of {model} parameters or None, got {type(params).__name__}")
     allowed = {"EASE": {"reg_weight"}, "ALS": set(IMPLICIT_DEFAULTS["als"]) - {"num_threads"},
@@ -694,7 +705,118 @@ def _fast_model_params(model, params) -> dict:
     unknown = sorted(set(params or {}) - allowed)
     if unknown:
         raise ValueError(f"params for {model!r} accept {sorted(allowed)}, got unknown {unknown}")
-    return {**TUNED_PARAMS[model], **(params or {})}
+    grid_keys = set(FAST_GRIDS[model][0]) | set(FAST_FIXED[model])
+    if params is not None and grid_keys <= set(params):
+        return dict(params)  # fully specified: no tuned choice is needed
+    if protocol is None:
+        raise ValueError(f"params {params!r} leave {sorted(grid_keys - set(params or {}))} of {model} open, and "
+                         "without a protocol there is no tuned choice to fill them")
+    return {**tuned_params(model, protocol, seed), **(params or {})}
+
+
+def fit_fast_model(model: str, history, params: dict, seed: int = 0):
+    """Fit one of ``FAST_MODELS`` on a users x items CSR with the given (complete) parameters.
+
+    "EASE": ``fit_ease``; "ALS" and "ItemKNN": ``fit_implicit`` on the CPU with one thread (the GPU
+    variant gives different numbers, and these models take well under a second on the CPU anyway).
+    Returns the fitted model (``.scores()``, ``.fit_seconds``).
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    _check_fast_model(model)
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of {model} parameters, got {type(params).__name__}")
+    seed = _check_seed(seed)
+    if model == "EASE":
+        return fit_ease(history, **params)
+    return fit_implicit("als" if model == "ALS" else "itemknn", history, params, seed=seed, device="cpu")
+
+
+def tune_fast_model(model: str, protocol=None, seed: int = 0, grid=None, progress: bool = False):
+    """Search ``FAST_GRIDS[model]`` on valid: fit on train, score valid, choose by rounded NDCG@10.
+
+    Every setting is fit on ``protocol.history("valid")`` and ranked on valid; the choice is the best
+    valid NDCG@10 rounded to three decimals, ties to the simplest setting (``FAST_SIMPLEST``), so another
+    CPU makes the same choice (``recsuite.tuning``). Returns ``(table, params)``: one row per setting
+    (``ndcg@10``, its standard error over users, ``recall@10``, ``fit_s``, ``chosen``) and the chosen
+    parameters with ``FAST_FIXED`` added. Notebook 03 saves them with ``recsuite.choices``;
+    ``tuned_params`` reads them (or calls this when they are missing).
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    from recsuite.progress import tqdm
+
+    from recsuite import metrics
+    from recsuite.split import load_protocol
+    from recsuite.tuning import one_se_rule
+
+    _check_fast_model(model)
+    seed = _check_seed(seed)
+    protocol = load_protocol() if protocol is None else protocol
+    _check_protocol(protocol)
+    grid = list(FAST_GRIDS[model] if grid is None else grid)
+    if not grid or not all(isinstance(g, dict) for g in grid):
+        raise ValueError(f"grid must be a non-empty list of parameter dicts, got {grid!r}")
+    history, truth = protocol.history("valid"), protocol.csr("valid")
+    rows = []
+    for config in tqdm(grid, desc=model, leave=False, disable=not progress):
+        fitted = fit_fast_model(model, history, {**config, **FAST_FIXED[model]}, seed=seed)
+        per_user = metrics.per_user_metrics(protocol.rank(fitted.scores(), "valid", 10), truth, 10)
+        ndcg = per_user["ndcg@10"]
+        rows.append({**config, "ndcg@10": float(ndcg.mean()), "ndcg@10_se": float(ndcg.std() / np.sqrt(ndcg.count())),
+                     "recall@10": float(per_user["recall@10"].mean()), "fit_s": fitted.fit_seconds})
+    table = pd.DataFrame(rows)
+    chosen = one_se_rule(table, "ndcg@10", se=0.0, simplest=FAST_SIMPLEST[model])
+    table["chosen"] = table.index == chosen
+    params = {k: (v.item() if hasattr(v, "item") else v) for k, v in grid[chosen].items()}
+    return table, {**params, **FAST_FIXED[model]}
+
+
+def _check_protocol(protocol) -> None:
+    if not all(hasattr(protocol, a) for a in ("history", "csr", "rank", "n_users", "n_items", "params")):
+        raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
+
+
+def tuned_params(model: str, protocol=None, seed: int = 0) -> dict:
+    """The parameters notebook 03 chose for ``model`` on this protocol with this seed (tuned now if missing).
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    from recsuite import choices
+    from recsuite.split import load_protocol
+
+    _check_fast_model(model)
+    seed = _check_seed(seed)
+    protocol = load_protocol() if protocol is None else protocol
+    _check_protocol(protocol)
+    return choices.load(f"cf.{model.lower()}", protocol, seed,
+                        compute=lambda: tune_fast_model(model, protocol, seed)[1])
+
+
+def best_fast_model(protocol=None, seed: int = 0) -> str:
+    """The fast model with the best valid NDCG@10 (rounded to three decimals) at its tuned setting.
+
+    Ties go to the first of ``FAST_MODELS``. Notebook 03 saves this choice; later lessons read it.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    from recsuite import choices
+    from recsuite.split import load_protocol
+
+    seed = _check_seed(seed)
+    protocol = load_protocol() if protocol is None else protocol
+    _check_protocol(protocol)
+
+    def compute():
+        from recsuite import metrics
+
+        valid = {}
+        for model in FAST_MODELS:
+            fitted = fit_fast_model(model, protocol.history("valid"), tuned_params(model, protocol, seed), seed=seed)
+            valid[model] = round(metrics.ndcg_at_k(protocol.rank(fitted.scores(), "valid", 10), protocol.csr("valid"), 10), 3)
+        return max(FAST_MODELS, key=lambda m: (valid[m], -FAST_MODELS.index(m)))
+
+    return choices.load("cf.best-fast-model", protocol, seed, compute=compute)
 
 
 def _history_digest(history: sp.csr_matrix) -> str:
@@ -727,17 +849,16 @@ def _scores_file(key: dict, cache_dir) -> Path:
 def _resolve(model, eval_set, params, protocol, seed):
     from recsuite.split import EVAL_SETS, load_protocol
 
-    p = _fast_model_params(model, params)
     if eval_set not in EVAL_SETS:
         raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
     seed = _check_seed(seed)
     protocol = load_protocol() if protocol is None else protocol
-    if not all(hasattr(protocol, a) for a in ("history", "n_users", "n_items")):
-        raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
-    return p, seed, protocol
+    _check_protocol(protocol)
+    model = best_fast_model(protocol, seed) if model is None else _check_fast_model(model)
+    return model, _fast_model_params(model, params, protocol, seed), seed, protocol
 
 
-def cf_scores_path(model: str = BEST_MODEL, eval_set: str = "test", params: dict | None = None, protocol=None,
+def cf_scores_path(model: str | None = None, eval_set: str = "test", params: dict | None = None, protocol=None,
                    seed: int = 0, cache_dir=None) -> Path:
     """The file ``cf_scores`` reads and writes for these arguments.
 
@@ -746,44 +867,28 @@ def cf_scores_path(model: str = BEST_MODEL, eval_set: str = "test", params: dict
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
-    p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
+    model, p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
     return _scores_file(_scores_key(model, p, eval_set, seed, protocol), cache_dir)
 
 
-def fit_fast_model(model: str, history, params: dict | None = None, seed: int = 0):
-    """Fit one of ``FAST_MODELS`` on a users x items CSR with ``TUNED_PARAMS`` overridden by ``params``.
-
-    "EASE": ``fit_ease``; "ALS" and "ItemKNN": ``fit_implicit`` on the CPU with one thread (the GPU
-    variant gives different numbers, and these models take well under a second on the CPU anyway).
-    Returns the fitted model (``.scores()``, ``.fit_seconds``).
-
-    Introduced in notebooks/03_cf_baselines.ipynb
-    """
-    p = _fast_model_params(model, params)
-    seed = _check_seed(seed)
-    if model == "EASE":
-        return fit_ease(history, **p)
-    return fit_implicit("als" if model == "ALS" else "itemknn", history, p, seed=seed, device="cpu")
-
-
-def cf_scores(model: str = BEST_MODEL, eval_set: str = "test", params: dict | None = None, protocol=None,
+def cf_scores(model: str | None = None, eval_set: str = "test", params: dict | None = None, protocol=None,
               seed: int = 0, cache: bool = True, cache_dir=None) -> np.ndarray:
     """Float32 (n_users, n_items) scores of a tuned fast CF model fit on ``protocol.history(eval_set)`` (cache-or-compute).
 
-    ``model`` is "ALS" (``BEST_MODEL``: the best CF model on valid in notebook 03), "EASE" or "ItemKNN"
-    with ``TUNED_PARAMS[model]`` updated by ``params``; ``protocol`` defaults to ``load_protocol()``. The
-    fit sees only the history of ``eval_set`` (train for valid, train+valid for test and cold_test), so
-    the matrix is safe to blend and re-rank on that set. Cold items have no interactions, so every CF model
-    scores them alike (0 for ALS, EASE and ItemKNN). Seen items are not masked (``Protocol.evaluate`` does
-    that). With ``cache=True`` the matrix is stored under ``cache_dir`` (default ``datasets/scores``) in a
-    file named by ``cf_scores_path`` and written atomically; a missing file is rebuilt, bit-identical, in
-    about a second.
+    ``model`` is "ALS", "EASE" or "ItemKNN", or None for ``best_fast_model(protocol, seed)``; its
+    parameters are the ones notebook 03 chose for this protocol and seed (``tuned_params``), updated by
+    ``params``. ``protocol`` defaults to ``load_protocol()``. The fit sees only the history of
+    ``eval_set`` (train for valid, train+valid for test and cold_test), so the matrix is safe to blend and
+    re-rank on that set. Cold items have no interactions, so every CF model scores them alike (0 for ALS,
+    EASE and ItemKNN). Seen items are not masked (``Protocol.evaluate`` does that). With ``cache=True`` the
+    matrix is stored under ``cache_dir`` (default ``datasets/scores``) in a file named by
+    ``cf_scores_path`` and written atomically; a missing file is rebuilt in about a second.
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
-    p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
     if not isinstance(cache, (bool, np.bool_)):
         raise ValueError(f"cache must be True or False, got {cache!r}")
+    model, p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
     key = _scores_key(model, p, eval_set, seed, protocol)
     path = _scores_file(key, cache_dir) if cache else None
     if path is not None:

@@ -346,7 +346,7 @@ class TwoTower(torch.nn.Module):
 
         Introduced in notebooks/06_gpu_finetuning.ipynb
         """
-        from tqdm.auto import tqdm
+        from recsuite.progress import tqdm
 
         arr = _texts("texts", texts)
         batch_size = _positive_int("batch_size", batch_size)
@@ -684,7 +684,7 @@ def train(
 
     Introduced in notebooks/06_gpu_finetuning.ipynb
     """
-    from tqdm.auto import tqdm
+    from recsuite.progress import tqdm
 
     from recsuite.utils import get_device
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
-from tqdm.auto import tqdm
+from recsuite.progress import tqdm
 
 from recsuite import metrics as M
 
@@ -1246,12 +1246,88 @@ def cold_feature_columns(frame, drop_groups=()) -> list:
     return [c for c in feature_columns(frame, ("cf", *drop)) if c not in INTERACTION_COLUMNS]
 
 
-# -- the lesson's best full-matrix fusion, cached for later lessons -----------------------------------
-# Tuned in notebooks/04_fusion_hybrid.ipynb on valid (NDCG@10, grid_search_blend over the normalisations and
-# gamma with alpha = 1; test untouched): ALS (cf.BEST_MODEL) and the centred MiniLM content scores of notebook 02.
-FUSED_METHOD = "minmax"
-FUSED_WEIGHTS = {"cf": 1.0, "sem": 0.2}
-_FUSED_VERSION = 1
+# -- the lesson's full-matrix fusion: the blend chosen on valid, cached for later lessons ------------
+#: The blend grid notebook 04 searches on valid: γ with α = 1 for each normalisation (γ = 0, ALS alone,
+#: and the content recommender alone are shown for reference but not chosen: the blend must rank cold
+#: items, which only the content score can).
+BLEND_METHODS = ("minmax", "zscore", "rank")
+BLEND_GAMMAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+_FUSED_VERSION = 2
+
+
+def _blend_sources(eval_set, protocol, seed, item_vectors=None, cf_model=None, cache_dir=None, cache=True):
+    """The two sources of the fused model on ``eval_set``: tuned CF scores and the chosen content scores."""
+    from recsuite import cf, semantic
+
+    setting = semantic.content_setting(protocol, seed)
+    v = semantic.item_vectors(setting["template"], index=protocol.index, progress=False) if item_vectors is None \
+        else item_vectors
+    return {
+        "cf": cf.cf_scores(cf_model, eval_set, protocol=protocol, seed=seed, cache=cache, cache_dir=cache_dir),
+        "sem": semantic.content_scores(protocol.history(eval_set), v, center=setting["center"]),
+    }
+
+
+def tune_blend(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | None = None, cache_dir=None,
+               methods=BLEND_METHODS, gammas=BLEND_GAMMAS) -> tuple[pd.DataFrame, dict]:
+    """Search the blend α·norm(s_CF) + γ·norm(s_sem) on valid (notebook 04's search) and choose one.
+
+    s_CF is ``cf.cf_scores`` of the tuned CF model, s_sem the content recommender of notebook 02's chosen
+    setting. Every method x γ (α = 1) is scored by valid NDCG@10; the choice is the one-standard-error
+    rule on values rounded to three decimals (``recsuite.tuning.one_se_rule``): among the blends within one
+    SE of the best, the simplest — the smallest γ, the least content on top of CF — then the first of
+    ``methods``, so another CPU chooses the same. Returns ``(table, {"method": ..., "weights": {"cf":
+    1.0, "sem": γ}})``; the table also has γ = 0 (CF alone) and the content recommender alone.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    from recsuite import metrics
+    from recsuite.split import load_protocol
+    from recsuite.tuning import one_se_rule
+
+    protocol = load_protocol() if protocol is None else protocol
+    methods = [_check_method(m) for m in methods]
+    gammas = [float(g) for g in gammas]
+    if not methods or not gammas or min(gammas) <= 0:
+        raise ValueError(f"methods and gammas must be non-empty and every γ > 0, got {methods!r}, {gammas!r}")
+    src = _blend_sources("valid", protocol, seed, item_vectors, cf_model, cache_dir)
+    masks = {"allowed": protocol.candidates("valid"), "exclude": protocol.history("valid")}
+
+    def score(method, weights):
+        y = blend(src, weights, method=method, **masks)
+        ndcg = metrics.per_user_metrics(protocol.rank(y, "valid", 10), protocol.csr("valid"), 10)["ndcg@10"]
+        return {"method": method, **weights, "ndcg@10": float(ndcg.mean()),
+                "ndcg@10_se": float(ndcg.std() / np.sqrt(ndcg.count()))}
+
+    rows = [score(m, {"cf": 1.0, "sem": g}) for m in methods for g in [0.0, *gammas]]
+    rows.append(score(methods[0], {"cf": 0.0, "sem": 1.0}))
+    table = pd.DataFrame(rows)
+    table["method_order"] = table.method.map({m: i for i, m in enumerate(methods)})
+    eligible = table[(table["cf"] > 0) & (table["sem"] > 0)]
+    chosen = one_se_rule(eligible, "ndcg@10", se="ndcg@10_se", simplest=[("sem", True), ("method_order", True)])
+    table["chosen"] = table.index == chosen
+    choice = {"method": str(table.method[chosen]), "weights": {"cf": 1.0, "sem": float(table["sem"][chosen])}}
+    return table.drop(columns="method_order"), choice
+
+
+def blend_setting(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | None = None) -> dict:
+    """The blend notebook 04 chose on this protocol and seed (``tune_blend`` when it is missing).
+
+    With other ``item_vectors`` or another ``cf_model`` than the lesson's, the choice is made for those
+    sources and kept under its own name.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    from recsuite import choices
+    from recsuite.split import load_protocol
+
+    protocol = load_protocol() if protocol is None else protocol
+    name = "fusion.blend"
+    if item_vectors is not None or cf_model is not None:
+        vec = "default" if item_vectors is None else _array_digest(np.asarray(item_vectors))
+        name += "-" + _array_digest(np.frombuffer(f"{vec}|{cf_model}".encode(), dtype=np.uint8))[:12]
+    return choices.load(name, protocol, seed,
+                        compute=lambda: tune_blend(protocol, seed, item_vectors=item_vectors, cf_model=cf_model)[1])
 
 
 def _array_digest(a: np.ndarray) -> str:
@@ -1261,41 +1337,47 @@ def _array_digest(a: np.ndarray) -> str:
     return hashlib.sha256(repr((a.shape, str(a.dtype))).encode() + a.tobytes()).hexdigest()[:20]
 
 
-def _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, cache_dir):
+def _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir):
     from recsuite import cf, semantic
     from recsuite.split import EVAL_SETS, load_protocol
 
     if eval_set not in EVAL_SETS:
         raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
-    w = _check_weights(FUSED_WEIGHTS if weights is None else weights, ["cf", "sem"])
-    method = _check_method(FUSED_METHOD if method is None else method)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     protocol = load_protocol() if protocol is None else protocol
-    if not all(hasattr(protocol, a) for a in ("history", "candidates", "index", "n_users", "n_items")):
+    if not all(hasattr(protocol, a) for a in ("history", "candidates", "index", "n_users", "n_items", "params")):
         raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
-    cf_model = cf.BEST_MODEL if cf_model is None else cf_model
-    cf_file = cf.cf_scores_path(cf_model, eval_set, protocol=protocol, cache_dir=cache_dir)
-    if item_vectors is None:
-        ids = np.asarray(protocol.index.item_ids)
-        # the vectors are item_vectors(): the default template and encoder over the protocol's items
-        sem = {"template": semantic.DEFAULT_TEMPLATE, "model": semantic.model_identity()[2],
-               "items": _array_digest(ids)}
-    else:
+    if item_vectors is not None:
         v = _check_matrix("item_vectors", item_vectors, protocol.n_items)
         if v.shape[0] != protocol.n_items:
             raise ValueError(f"item_vectors must have one row per item ({protocol.n_items}), got shape {v.shape}")
+    if weights is None or method is None:
+        chosen = blend_setting(protocol, seed, item_vectors, cf_model)
+        weights = chosen["weights"] if weights is None else weights
+        method = chosen["method"] if method is None else method
+    w = _check_weights(weights, ["cf", "sem"])
+    method = _check_method(method)
+    cf_file = cf.cf_scores_path(cf_model, eval_set, protocol=protocol, seed=seed, cache_dir=cache_dir)
+    setting = semantic.content_setting(protocol, seed)
+    if item_vectors is None:
+        ids = np.asarray(protocol.index.item_ids)
+        # the vectors are item_vectors(template): the chosen template and the packaged encoder over the protocol's items
+        sem = {"template": setting["template"], "model": semantic.model_identity()[2], "items": _array_digest(ids)}
+    else:
         sem = {"vectors": _array_digest(v)}
     key = {
         "version": _FUSED_VERSION,
         "eval_set": eval_set,
         "method": method,
         "weights": {"cf": float(w[0]), "sem": float(w[1])},
-        # the CF file name hashes the model, its parameters, the protocol and the history it is fit on
+        # the CF file name hashes the model, its parameters, the seed, the protocol and the history it is fit on
         "cf": cf_file.name,
-        "sem": {**sem, "center": bool(semantic.DEFAULT_CENTER)},
+        "sem": {**sem, "center": bool(setting["center"])},
         "protocol": dict(getattr(protocol, "params", {}) or {}),
         "shape": [int(protocol.n_users), int(protocol.n_items)],
     }
-    return key, w, method, protocol, cf_model
+    return key, w, method, protocol
 
 
 def _fused_file(key: dict, cache_dir):
@@ -1311,50 +1393,44 @@ def _fused_file(key: dict, cache_dir):
 
 
 def fused_scores_path(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
-                      item_vectors=None, cf_model: str | None = None, cache_dir=None):
+                      item_vectors=None, cf_model: str | None = None, seed: int = 0, cache_dir=None):
     """The file ``fused_scores`` reads and writes for these arguments (its name hashes all of them).
 
     Introduced in notebooks/04_fusion_hybrid.ipynb
     """
-    key, *_ = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, cache_dir)
+    key, *_ = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir)
     return _fused_file(key, cache_dir)
 
 
 def fused_scores(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
-                 item_vectors=None, cf_model: str | None = None, cache: bool = True, cache_dir=None) -> np.ndarray:
-    """Float32 (n_users, n_items) scores of the lesson's best full-matrix fusion on ``eval_set`` (cache-or-compute).
+                 item_vectors=None, cf_model: str | None = None, seed: int = 0, cache: bool = True,
+                 cache_dir=None) -> np.ndarray:
+    """Float32 (n_users, n_items) scores of notebook 04's full-matrix fusion on ``eval_set`` (cache-or-compute).
 
-    y = α·norm(s_CF) + γ·norm(s_sem) (``blend``) with s_CF = ``cf.cf_scores(cf_model, eval_set)`` (default
-    ``cf.BEST_MODEL``), s_sem = ``semantic.content_scores(history, item_vectors, center=DEFAULT_CENTER)`` and
-    ``FUSED_METHOD``/``FUSED_WEIGHTS`` unless given (tuned on valid in notebook 04). Both sources see only
-    ``protocol.history(eval_set)``; normalisation runs over the ranked catalogue of ``eval_set``, and the
-    seen items (valid, test) and the items outside the catalogue come back below every rankable item, so
-    ``Protocol.evaluate`` and ``topk_from_scores`` rank the same lists with or without their masks.
-    ``item_vectors`` defaults to ``semantic.item_vectors()`` (MiniLM, cached). With ``cache=True`` the
-    matrix is kept under ``cache_dir`` (default ``datasets/scores``), written atomically, in a file whose
-    name hashes eval set, weights, method, CF model, vectors and protocol; a missing file is rebuilt,
-    bit-identical, from the cached CF scores and item vectors.
+    y = α·norm(s_CF) + γ·norm(s_sem) (``blend``) with s_CF = ``cf.cf_scores(cf_model, eval_set, seed=seed)``
+    (default: the best tuned fast CF model), s_sem = ``semantic.content_scores`` of notebook 02's chosen
+    template and centring, and the method and weights notebook 04 chose on valid for this protocol and
+    seed (``blend_setting``) unless given. Both sources see only ``protocol.history(eval_set)``;
+    normalisation runs over the ranked catalogue of ``eval_set``, and the seen items (valid, test) and the
+    items outside the catalogue come back below every rankable item, so ``Protocol.evaluate`` and
+    ``topk_from_scores`` rank the same lists with or without their masks. ``item_vectors`` defaults to
+    ``semantic.item_vectors`` of the chosen template (MiniLM, cached). With ``cache=True`` the matrix is
+    kept under ``cache_dir`` (default ``datasets/scores``), written atomically, in a file whose name hashes
+    eval set, weights, method, CF model and seed, vectors and protocol; a missing file is rebuilt from the
+    cached CF scores and item vectors.
 
     Introduced in notebooks/04_fusion_hybrid.ipynb
     """
-    from recsuite import cf, semantic
-
     if not isinstance(cache, (bool, np.bool_)):
         raise ValueError(f"cache must be True or False, got {cache!r}")
-    key, w, method, protocol, cf_model = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model,
-                                                       cache_dir)
+    key, w, method, protocol = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir)
     path = _fused_file(key, cache_dir)
     if cache:
         hit = _read_matrix(path, key)
         if hit is not None:
             return hit
-    history = protocol.history(eval_set)
-    v = semantic.item_vectors(index=protocol.index, progress=False) if item_vectors is None else item_vectors
-    sources = {
-        "cf": cf.cf_scores(cf_model, eval_set, protocol=protocol, cache=cache, cache_dir=cache_dir),
-        "sem": semantic.content_scores(history, v, center=semantic.DEFAULT_CENTER),
-    }
-    exclude = None if eval_set == "cold_test" else history  # as Protocol.rank masks
+    sources = _blend_sources(eval_set, protocol, seed, item_vectors, cf_model, cache_dir, cache)
+    exclude = None if eval_set == "cold_test" else protocol.history(eval_set)  # as Protocol.rank masks
     scores = blend(sources, w, method=method, allowed=protocol.candidates(eval_set), exclude=exclude)
     if cache:
         _write_matrix(path, key, scores)

@@ -371,7 +371,7 @@ class HFGenerator:
     # -- generation --------------------------------------------------------------------------------
     def _generate(self, prompts: list[str], progress: bool) -> list[str]:
         import torch
-        from tqdm.auto import tqdm
+        from recsuite.progress import tqdm
         from transformers import GenerationConfig
 
         tok, net = self._load()

@@ -29,6 +29,7 @@ __all__ = [
     "candidates",
     "dpp",
     "dpp_single",
+    "maxsum",
     "minmax_scores",
     "mmr",
     "pareto_front",
@@ -304,6 +305,35 @@ def zscore_scores(cand_scores) -> np.ndarray:
     return np.divide(s - mu, sd, out=np.zeros_like(s), where=sd > 0)
 
 
+def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
+    """The greedy loop MMR and MaxSum share, for all users at once (blocks of users bound the memory).
+
+    Position 0 takes the top-scored candidate; position t > 0 the untaken candidate with the largest
+    ``gain(scores, state, t)``. After each pick, ``state = update(state, cos(picked, every candidate), t)``,
+    starting from zeros. Equal gains go to the earlier candidate (argmax).
+    """
+    n_users, m = items.shape
+    out = np.empty((n_users, k), dtype=np.int64)
+    if n_users == 0:
+        return out
+    cos = _Cosines(items, unit, k - 1)
+    for rows in _blocks(n_users, cos.block_size(n_users, m)):
+        cos.bind(rows, items[rows])
+        s = scores[rows]
+        ar = np.arange(s.shape[0])
+        taken = np.zeros(s.shape, dtype=bool)
+        state = np.zeros(s.shape)
+        pos = s.argmax(axis=1)
+        for t in range(k):
+            if t:
+                pos = np.where(taken, -np.inf, gain(s, state, t)).argmax(axis=1)
+            out[rows, t] = items[rows][ar, pos]
+            taken[ar, pos] = True
+            if t < k - 1:
+                state = update(state, cos.row(pos), t)
+    return out
+
+
 # -- MMR ----------------------------------------------------------------------------------------------
 def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray:
     """Maximal marginal relevance (Carbonell & Goldstein 1998), greedily for all users at once.
@@ -316,28 +346,32 @@ def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray
     unit = _unit_rows("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
     lam = _check_unit_interval("lam", lam)
-    n_users, m = items.shape
-    out = np.empty((n_users, k), dtype=np.int64)
-    if n_users == 0:
-        return out
-    cos = _Cosines(items, unit, k - 1)
-    for rows in _blocks(n_users, cos.block_size(n_users, m)):
-        cos.bind(rows, items[rows])
-        s = scores[rows]
-        ar = np.arange(s.shape[0])
-        taken = np.zeros(s.shape, dtype=bool)
-        max_sim = np.zeros(s.shape)
-        pos = s.argmax(axis=1)
-        for t in range(k):
-            if t:
-                gain = np.where(taken, -np.inf, lam * s - (1.0 - lam) * max_sim)
-                pos = gain.argmax(axis=1)
-            out[rows, t] = items[rows][ar, pos]
-            taken[ar, pos] = True
-            if t < k - 1:
-                sim = cos.row(pos)
-                max_sim = sim if t == 0 else np.maximum(max_sim, sim)
-    return out
+    return _greedy_by_cosine(items, scores, unit, k,
+                             gain=lambda s, max_sim, t: lam * s - (1.0 - lam) * max_sim,
+                             update=lambda max_sim, sim, t: sim if t == 0 else np.maximum(max_sim, sim))
+
+
+# -- MaxSum -------------------------------------------------------------------------------------------
+def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray:
+    """Max-sum diversification (Gollapudi & Sharma 2009, "An axiomatic approach for result diversification",
+    WWW), greedily for all users at once.
+
+    First the top-scored candidate, then argmax over the rest of
+    (1 − lam)·score + lam·mean_{j∈S} (1 − cos(i, j)): the candidate's score against its *mean* distance to
+    the items already chosen. Summed over the list, the second term is exactly the intra-list diversity
+    ILD(L) = mean over pairs of 1 − cos, so the greedy step maximises the metric directly, whereas MMR
+    penalises only the *closest* chosen item. lam = 0 is the score order; lam = 1 picks, after the first,
+    the item farthest on average from those chosen.
+
+    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    """
+    unit = _unit_rows("item_vectors", item_vectors)
+    items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
+    lam = _check_unit_interval("lam", lam)
+    # the state is, per candidate, the sum over the chosen j of 1 - cos(i, j); over t chosen, its mean distance
+    return _greedy_by_cosine(items, scores, unit, k,
+                             gain=lambda s, distance, t: (1.0 - lam) * s + lam * distance / t,
+                             update=lambda distance, sim, t: distance + (1.0 - sim))
 
 
 # -- DPP ----------------------------------------------------------------------------------------------

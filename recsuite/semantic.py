@@ -397,7 +397,7 @@ def encode_texts(
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     import torch
-    from tqdm.auto import tqdm
+    from recsuite.progress import tqdm
 
     texts = _check_texts(texts)
     batch_size = _positive_int("batch_size", batch_size)
@@ -555,9 +555,10 @@ def explain(user_history_items, item: int, item_vectors, top: int = 3) -> tuple[
 
 # ----------------------------------------------------------------------------------------------- lesson artefacts
 
-# Chosen on the validation set in notebooks/02 (template x centring, MiniLM, NDCG@10): the mean-centred
-# "title_year_genres" vectors rank best, so these are what later lessons get by default.
+# The library's defaults; what the lessons use is what notebook 02 chose on valid (``content_setting``).
 DEFAULT_CENTER = True
+#: The item-text templates notebook 02 compares on valid (with and without centring).
+CONTENT_TEMPLATES = ("title", "title_genres", "title_year_genres")
 USER_KINDS = ("item-profile", "text-profile")
 
 
@@ -728,3 +729,52 @@ def user_vectors(
     )
     t = encode_texts(texts.tolist(), model, device=device, progress=progress, cache_dir=cache_dir)
     return _center(t) if center else t
+
+
+def tune_content(protocol=None, seed: int = 0, templates=CONTENT_TEMPLATES, model: str | os.PathLike = DEFAULT_MODEL,
+                 device="auto", progress: bool = False):
+    """Choose the item-text template and the centring of the content recommender on valid (notebook 02's search).
+
+    Every template (a name in ``TEMPLATES`` or a format string, as ``item_text`` takes) x {raw, centred}
+    ranks valid with ``content_scores`` over the train history; the choice
+    is the best valid NDCG@10 rounded to three decimals, ties to the earlier setting of the grid (shorter
+    template, raw before centred), so another CPU makes the same choice (``recsuite.tuning``). Returns
+    ``(table, {"template": ..., "center": ...})``.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    from recsuite import metrics
+    from recsuite.split import load_protocol
+    from recsuite.tuning import one_se_rule
+
+    protocol = load_protocol() if protocol is None else protocol
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    templates = list(templates)
+    if not templates or not all(isinstance(t, str) for t in templates):
+        raise ValueError(f"templates must be a non-empty list of template names or format strings, got {templates!r}")
+    rows = []
+    for template in templates:
+        v = item_vectors(template, model, protocol.index, device=device, progress=progress)
+        for center in (False, True):
+            top = protocol.rank(content_scores(protocol.history("valid"), v, center=center), "valid", 10)
+            per_user = metrics.per_user_metrics(top, protocol.csr("valid"), 10)
+            rows.append({"template": template, "center": center, "ndcg@10": float(per_user["ndcg@10"].mean()),
+                         "recall@10": float(per_user["recall@10"].mean())})
+    table = pd.DataFrame(rows)
+    chosen = one_se_rule(table, "ndcg@10", se=0.0)
+    table["chosen"] = table.index == chosen
+    return table, {"template": str(table.template[chosen]), "center": bool(table.center[chosen])}
+
+
+def content_setting(protocol=None, seed: int = 0) -> dict:
+    """The item-text template and centring notebook 02 chose on this protocol (``tune_content`` if missing).
+
+    ``{"template": ..., "center": ...}`` for the packaged MiniLM: pass them to ``item_vectors`` and
+    ``content_scores``. Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    from recsuite import choices
+    from recsuite.split import load_protocol
+
+    protocol = load_protocol() if protocol is None else protocol
+    return choices.load("semantic.content", protocol, seed, compute=lambda: tune_content(protocol, seed)[1])

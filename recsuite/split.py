@@ -237,20 +237,51 @@ class Protocol:
 
         The lists must respect the protocol: no history items, only the ranked catalogue.
         """
+        top = self._checked_topk(topk, eval_set, k)
+        beyond.setdefault("catalog", np.flatnonzero(self.candidates(eval_set)))
+        beyond.setdefault("item_popularity", self.item_popularity(eval_set))
+        return M.evaluate(top, self.csr(eval_set), k=k, **beyond)
+
+    def _checked_topk(self, topk, eval_set: str, k: int) -> np.ndarray:
         self._check_eval_set(eval_set)
         top = np.asarray(topk)[:, :k]
         catalog = self.candidates(eval_set)
-        if top.shape[0] != self.n_users:
-            raise ValueError(f"topk must have one row per user ({self.n_users}), got {top.shape[0]}")
+        if top.ndim != 2 or top.shape[0] != self.n_users:
+            raise ValueError(f"topk must have one row per user ({self.n_users}), got shape {top.shape}")
         if np.issubdtype(top.dtype, np.integer) and top.size and (top.min() < 0 or top.max() >= self.n_items):
             raise ValueError(f"topk holds item indices outside [0, {self.n_items})")
         if not np.all(catalog[top]):
             raise ValueError(f"topk recommends items outside the {eval_set} catalogue")
         if eval_set != "cold_test" and self.history(eval_set)[np.arange(self.n_users)[:, None], top].nnz:
             raise ValueError(f"topk recommends items already in the {eval_set} history")
-        beyond.setdefault("catalog", np.flatnonzero(catalog))
-        beyond.setdefault("item_popularity", self.item_popularity(eval_set))
-        return M.evaluate(top, self.csr(eval_set), k=k, **beyond)
+        return top
+
+    def per_user(self, scores=None, eval_set: str = "test", k: int = 10, metric: str = "ndcg", topk=None) -> pd.Series:
+        """One ranking metric per user on ``eval_set`` (NaN for users without relevant items).
+
+        Give a users x items ``scores`` matrix (ranked as ``rank`` does) or ready-made ``topk`` lists
+        (checked as ``evaluate_topk`` checks them). Feed two of these to ``metrics.paired_bootstrap``.
+
+        Introduced in notebooks/01_data_preprocessing.ipynb
+        """
+        if (scores is None) == (topk is None):
+            raise ValueError("give exactly one of scores= (a users x items matrix) and topk= (ready-made lists)")
+        if metric not in M.RANKING:
+            raise ValueError(f"metric must be one of {M.RANKING}, got {metric!r}")
+        top = self.rank(scores, eval_set, k) if topk is None else self._checked_topk(topk, eval_set, k)
+        return M.per_user_metrics(top, self.csr(eval_set), k)[f"{metric}@{k}"]
+
+    def compare(self, a, b, eval_set: str, k: int = 10, metric: str = "ndcg", topk: bool = False, **bootstrap):
+        """``metrics.paired_bootstrap`` of model ``a`` against model ``b`` on the same users of ``eval_set``.
+
+        ``a`` and ``b`` are score matrices, or top-k lists with ``topk=True``; ``bootstrap`` goes to
+        ``paired_bootstrap`` (``n_boot``, ``seed``, ``level``, ``relative``).
+
+        Introduced in notebooks/01_data_preprocessing.ipynb
+        """
+        kind = "topk" if topk else "scores"
+        return M.paired_bootstrap(self.per_user(eval_set=eval_set, k=k, metric=metric, **{kind: a}),
+                                  self.per_user(eval_set=eval_set, k=k, metric=metric, **{kind: b}), **bootstrap)
 
     def summary(self) -> pd.DataFrame:
         """Rows, users and items in each part."""

@@ -341,7 +341,7 @@ def test_cf_scores_fits_on_the_history_of_the_eval_set(tiny_protocol, model, tmp
     for eval_set in ("valid", "test"):
         s = cf.cf_scores(model, eval_set, protocol=proto, cache_dir=tmp_path)
         assert s.shape == (proto.n_users, proto.n_items) and s.dtype == np.float32
-        direct = cf.fit_fast_model(model, proto.history(eval_set)).scores()
+        direct = cf.fit_fast_model(model, proto.history(eval_set), cf.tuned_params(model, proto)).scores()
         np.testing.assert_array_equal(s, direct)
         assert (s[:, proto.cold_items] == 0).all()  # no interactions: no collaborative signal
     # valid and test histories differ, so the two matrices do too
@@ -370,8 +370,8 @@ def test_cf_scores_cache_key_covers_params_eval_set_seed_and_split(tiny_protocol
 
     proto = tiny_protocol
     base = cf.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
-    assert base == cf.cf_scores_path("ALS", "test", params=dict(cf.TUNED_PARAMS["ALS"]), protocol=proto,
-                                     cache_dir=tmp_path)  # the defaults spelled out are the same fit
+    assert base == cf.cf_scores_path("ALS", "test", params=cf.tuned_params("ALS", proto), protocol=proto,
+                                     cache_dir=tmp_path)  # the tuned choice spelled out is the same fit
     others = [
         cf.cf_scores_path("ALS", "test", params={"factors": 8}, protocol=proto, cache_dir=tmp_path),
         cf.cf_scores_path("ALS", "valid", protocol=proto, cache_dir=tmp_path),
@@ -404,3 +404,71 @@ def test_cf_scores_rejects_bad_input(tiny_protocol, tmp_path):
     with pytest.raises(ValueError, match="cache"):
         cf.cf_scores("ALS", cache="yes", **kw)
     assert not any(tmp_path.iterdir())
+
+
+# ===================================================================================================
+# The tuned choices: tune_fast_model, tuned_params, best_fast_model
+# ===================================================================================================
+def test_tune_fast_model_chooses_by_rounded_valid_ndcg_with_ties_to_the_simplest(tiny_protocol):
+    from recsuite.tuning import one_se_rule
+
+    table, params = cf.tune_fast_model("ALS", tiny_protocol)
+    assert len(table) == len(cf.FAST_GRIDS["ALS"]) and table.chosen.sum() == 1
+    assert {"ndcg@10", "ndcg@10_se", "recall@10", "fit_s"} <= set(table.columns)
+    row = table[table.chosen].iloc[0]
+    assert params == {"factors": int(row.factors), "regularization": float(row.regularization), "alpha": 1.0,
+                      "iterations": 15}
+    assert table.index[table.chosen][0] == one_se_rule(table, "ndcg@10", 0.0, cf.FAST_SIMPLEST["ALS"])
+    best = table["ndcg@10"].round(3).max()
+    ties = table[table["ndcg@10"].round(3) == best]
+    assert row.factors == ties.factors.min()  # fewest factors among the tied settings
+
+
+def test_tuned_params_are_saved_once_per_protocol_and_seed(tiny_protocol):
+    from recsuite import choices
+
+    path = choices.path("cf.ease", tiny_protocol, 0)
+    assert not path.exists()
+    first = cf.tuned_params("EASE", tiny_protocol)
+    assert path.is_file() and set(first) == {"reg_weight"}
+    stamp = path.stat().st_mtime_ns
+    assert cf.tuned_params("EASE", tiny_protocol) == first and path.stat().st_mtime_ns == stamp  # read, not re-tuned
+    choices.save("cf.ease", {"reg_weight": 123.0}, tiny_protocol, 0, notebook="a test")  # a lesson's choice wins
+    assert cf.tuned_params("EASE", tiny_protocol) == {"reg_weight": 123.0}
+    assert not choices.path("cf.ease", tiny_protocol, 1).exists()
+    cf.tuned_params("EASE", tiny_protocol, seed=1)
+    assert choices.path("cf.ease", tiny_protocol, 1).is_file()
+
+
+def test_cf_scores_uses_the_saved_choice_and_the_best_model(tiny_protocol, tmp_path):
+    from recsuite import choices
+
+    choices.save("cf.als", {"factors": 4, "regularization": 1.0, "alpha": 1.0, "iterations": 3}, tiny_protocol, 0, "t")
+    got = cf.cf_scores("ALS", "test", protocol=tiny_protocol, cache=False)
+    direct = cf.fit_fast_model("ALS", tiny_protocol.history("test"),
+                               {"factors": 4, "regularization": 1.0, "alpha": 1.0, "iterations": 3}).scores()
+    np.testing.assert_array_equal(got, direct)
+    best = cf.best_fast_model(tiny_protocol)
+    assert best in cf.FAST_MODELS and choices.load("cf.best-fast-model", tiny_protocol, 0) == best
+    np.testing.assert_array_equal(cf.cf_scores(None, "valid", protocol=tiny_protocol, cache=False),
+                                  cf.cf_scores(best, "valid", protocol=tiny_protocol, cache=False))
+
+
+def test_fully_specified_params_need_no_choice(tiny_protocol):
+    from recsuite import choices
+
+    cf.cf_scores("EASE", "valid", params={"reg_weight": 10.0}, protocol=tiny_protocol, cache=False)
+    assert not choices.path("cf.ease", tiny_protocol, 0).exists()
+
+
+def test_tuning_rejects_bad_input(tiny_protocol):
+    with pytest.raises(ValueError, match="model must be one of"):
+        cf.tune_fast_model("BPR", tiny_protocol)
+    with pytest.raises(ValueError, match="grid must be a non-empty list"):
+        cf.tune_fast_model("EASE", tiny_protocol, grid=[])
+    with pytest.raises(ValueError, match="protocol"):
+        cf.tuned_params("EASE", protocol=object())
+    with pytest.raises(ValueError, match="seed"):
+        cf.best_fast_model(tiny_protocol, seed=-2)
+    with pytest.raises(ValueError, match="params must be a dict"):
+        cf.fit_fast_model("EASE", tiny_protocol.history("valid"), None)

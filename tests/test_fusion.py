@@ -640,18 +640,45 @@ def tiny_vectors(tiny_protocol):
     return np.random.default_rng(1).normal(size=(tiny_protocol.n_items, 8)).astype(np.float32)
 
 
+@pytest.fixture(autouse=True)
+def content_choice(request):
+    """Notebook 02's choice for the tiny protocols (tuning it would encode MovieLens titles)."""
+    from recsuite import choices
+
+    if "tiny_protocol" in request.fixturenames:
+        proto = request.getfixturevalue("tiny_protocol")
+        for seed in (0, 1):
+            choices.save("semantic.content", {"template": "title", "center": True}, proto, seed, notebook="a test")
+
+
+def test_tune_blend_takes_the_smallest_gamma_within_one_se(tiny_protocol, tiny_vectors, tmp_path):
+    table, choice = F.tune_blend(tiny_protocol, item_vectors=tiny_vectors, cache_dir=tmp_path)
+    assert len(table) == len(F.BLEND_METHODS) * (1 + len(F.BLEND_GAMMAS)) + 1 and table.chosen.sum() == 1
+    eligible = table[(table["cf"] > 0) & (table["sem"] > 0)]
+    top = eligible["ndcg@10"].round(3).idxmax()
+    reach = round(eligible["ndcg@10"].round(3)[top] - round(eligible["ndcg@10_se"][top], 3), 3)
+    ties = eligible[eligible["ndcg@10"].round(3) >= reach - 1e-12]
+    row = table[table.chosen].iloc[0]
+    assert row["sem"] == ties["sem"].min() and row["sem"] > 0  # a blend always uses the content score
+    assert choice == {"method": row["method"], "weights": {"cf": 1.0, "sem": float(row["sem"])}}
+    with pytest.raises(ValueError, match="every γ > 0"):
+        F.tune_blend(tiny_protocol, item_vectors=tiny_vectors, gammas=(0.0, 0.5))
+
+
 def test_fused_scores_is_the_tuned_blend_of_cf_and_content(tiny_protocol, tiny_vectors, tmp_path):
     from recsuite import cf, semantic
 
     proto = tiny_protocol
+    chosen = F.blend_setting(proto, item_vectors=tiny_vectors)  # tuned on valid when missing, then read back
+    assert F.blend_setting(proto, item_vectors=tiny_vectors) == chosen
     for es in ("valid", "test", "cold_test"):
         got = F.fused_scores(es, protocol=proto, item_vectors=tiny_vectors, cache_dir=tmp_path)
         assert got.shape == (proto.n_users, proto.n_items) and got.dtype == np.float32
         h = proto.history(es)
         want = F.blend(
-            {"cf": cf.cf_scores(cf.BEST_MODEL, es, protocol=proto, cache=False),
-             "sem": semantic.content_scores(h, tiny_vectors, center=semantic.DEFAULT_CENTER)},
-            F.FUSED_WEIGHTS, method=F.FUSED_METHOD, allowed=proto.candidates(es),
+            {"cf": cf.cf_scores(cf.best_fast_model(proto), es, protocol=proto, cache=False),
+             "sem": semantic.content_scores(h, tiny_vectors, center=True)},
+            chosen["weights"], method=chosen["method"], allowed=proto.candidates(es),
             exclude=None if es == "cold_test" else h,
         )
         np.testing.assert_array_equal(got, want)
@@ -680,16 +707,21 @@ def test_fused_scores_reads_the_cache_and_rebuilds_it_identically(tiny_protocol,
 
 
 def test_fused_scores_cache_key_and_errors(tiny_protocol, tiny_vectors, tmp_path):
+    from recsuite import cf
+
     kw = dict(protocol=tiny_protocol, cache_dir=tmp_path)
     base = F.fused_scores_path("test", item_vectors=tiny_vectors, **kw)
-    assert base == F.fused_scores_path("test", weights=dict(F.FUSED_WEIGHTS), method=F.FUSED_METHOD,
+    chosen = F.blend_setting(tiny_protocol, item_vectors=tiny_vectors)
+    assert base == F.fused_scores_path("test", weights=chosen["weights"], method=chosen["method"],
                                        item_vectors=tiny_vectors, **kw)
     others = [
         F.fused_scores_path("valid", item_vectors=tiny_vectors, **kw),
         F.fused_scores_path("test", weights={"cf": 1.0, "sem": 0.5}, item_vectors=tiny_vectors, **kw),
         F.fused_scores_path("test", method="zscore", item_vectors=tiny_vectors, **kw),
         F.fused_scores_path("test", item_vectors=tiny_vectors + 1, **kw),
-        F.fused_scores_path("test", cf_model="EASE", item_vectors=tiny_vectors, **kw),
+        F.fused_scores_path("test", cf_model="EASE" if cf.best_fast_model(tiny_protocol) != "EASE" else "ALS",
+                            item_vectors=tiny_vectors, **kw),
+        F.fused_scores_path("test", item_vectors=tiny_vectors, seed=1, **kw),
     ]
     assert len({base, *others}) == 1 + len(others)
     s = F.fused_scores("test", weights=[1.0, 0.5], item_vectors=tiny_vectors, cache=False, **kw)
@@ -707,3 +739,5 @@ def test_fused_scores_cache_key_and_errors(tiny_protocol, tiny_vectors, tmp_path
         F.fused_scores("test", protocol=object(), item_vectors=tiny_vectors, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="cache must be True or False"):
         F.fused_scores("test", item_vectors=tiny_vectors, cache="yes", **kw)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        F.fused_scores("test", item_vectors=tiny_vectors, seed=-1, **kw)

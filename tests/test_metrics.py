@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -156,3 +157,56 @@ def test_per_user_metrics_average_to_the_metrics():
     assert np.isnan(pu.loc[2, "ndcg@3"])
     assert pu["ndcg@3"].mean() == pytest.approx(M.ndcg_at_k(TOPK, TRUTH, 3))
     np.testing.assert_array_equal(M.hit_matrix(TOPK, TRUTH, 3), [[1, 0, 1], [0, 0, 1], [0, 0, 0]])
+
+
+# -- paired bootstrap ----------------------------------------------------------------------------------
+def test_paired_bootstrap_of_a_constant_shift_is_exact():
+    rng = np.random.default_rng(0)
+    b = rng.random(500)
+    r = M.paired_bootstrap(b + 0.01, b, n_boot=500, seed=1)
+    assert r.diff == pytest.approx(0.01) and r.lo == pytest.approx(0.01) and r.hi == pytest.approx(0.01)
+    assert r.excludes_zero and r.verdict() == "higher" and r.verdict(min_effect=0.02) == "indistinguishable"
+    assert M.paired_bootstrap(b, b + 0.01, seed=1).verdict() == "lower"
+
+
+def test_pairing_makes_the_interval_narrower_than_independent_ones():
+    rng = np.random.default_rng(1)
+    user = rng.random(900) * 0.3  # most of the per-user variance is the user, shared by both models
+    a, b = user + rng.normal(0.004, 0.01, 900), user + rng.normal(0.0, 0.01, 900)
+    r = M.paired_bootstrap(a, b, seed=0)
+    se_unpaired = np.sqrt(a.var() / 900 + b.var() / 900)
+    assert r.hi - r.lo < 2 * 1.96 * se_unpaired / 3
+    assert r.lo < r.diff < r.hi and r.n_users == 900 and r.level == 0.95
+
+
+def test_paired_bootstrap_skips_users_without_relevant_items_and_is_seeded():
+    a = np.array([0.5, np.nan, 0.2, 0.1, 0.4])
+    b = np.array([0.4, np.nan, 0.2, 0.3, 0.1])
+    r = M.paired_bootstrap(a, b, n_boot=200, seed=3)
+    assert r.n_users == 4 and r.diff == pytest.approx((1.2 - 1.0) / 4)
+    assert r == M.paired_bootstrap(pd.Series(a), pd.Series(b), n_boot=200, seed=3)
+    rel = M.paired_bootstrap(a, b, n_boot=200, seed=3, relative=True)
+    assert rel.diff == pytest.approx(1.2 / 1.0 - 1) and str(rel).startswith("+20.0% [")
+    assert str(r).startswith("+0.0500 [")
+
+
+def test_paired_bootstrap_rejects_bad_input():
+    a = np.array([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="the same users"):
+        M.paired_bootstrap(a, a[:2])
+    with pytest.raises(ValueError, match="NaN .* for different users"):
+        M.paired_bootstrap(a, np.array([0.1, np.nan, 0.3]))
+    with pytest.raises(ValueError, match="must be one per-user column"):
+        M.paired_bootstrap(pd.DataFrame({"x": a}), a)
+    with pytest.raises(ValueError, match="1-D array"):
+        M.paired_bootstrap(a[None, :], a[None, :])
+    with pytest.raises(ValueError, match="n_boot must be an int >= 100"):
+        M.paired_bootstrap(a, a, n_boot=10)
+    with pytest.raises(ValueError, match="level must be a number in"):
+        M.paired_bootstrap(a, a, level=95)
+    with pytest.raises(ValueError, match="at least 2 users"):
+        M.paired_bootstrap(np.array([0.1, np.nan]), np.array([0.2, np.nan]))
+    with pytest.raises(ValueError, match="divides by mean\\(b\\), which is 0"):
+        M.paired_bootstrap(a, np.zeros(3), relative=True)
+    with pytest.raises(ValueError, match="min_effect must be a non-negative number"):
+        M.paired_bootstrap(a, a).verdict(-1)

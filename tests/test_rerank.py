@@ -86,15 +86,6 @@ def _mmr_reference(items, scores, vec, k, lam):
     return np.array(out)
 
 
-def test_mmr_matches_the_formula_on_random_data(path):
-    rng = np.random.default_rng(1)
-    vec = rng.standard_normal((40, 6))
-    items = np.stack([rng.choice(40, 12, replace=False) for _ in range(15)])
-    scores = rng.random((15, 12))
-    for lam in (0.0, 0.3, 0.7, 1.0):
-        np.testing.assert_array_equal(R.mmr(items, scores, vec, 5, lam), _mmr_reference(items, scores, vec, 5, lam))
-
-
 def test_mmr_uses_the_scores_as_given(path):
     # Scores × 10, lam = .5, after a: b 4.5 − .4 = 4.1 beats x 3.5 − .15 and c 1.0: the score order.
     # Rescaling per user (min-max) removes the difference again.
@@ -107,6 +98,64 @@ def test_mmr_equal_scores_go_to_the_earlier_candidate(path):
     vec = np.eye(4)
     assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 1.0).tolist() == [[2, 0, 3, 1]]
     assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 0.3).tolist() == [[2, 0, 3, 1]]
+
+
+# -- MaxSum -------------------------------------------------------------------------------------------
+def test_maxsum_ends_are_the_score_order_and_the_farthest_items(path):
+    assert R.maxsum(ITEMS, SCORES, VEC, 4, 0.0).tolist() == [[A, B, X, C]]
+    # lam = 1, after a: mean distances b .2, x .7, c 1 -> c; then b (.2 + 1)/2 = .6, x (.7 + 1)/2 = .85 -> x.
+    assert R.maxsum(ITEMS, SCORES, VEC, 4, 1.0).tolist() == [[A, C, X, B]]
+
+
+def test_maxsum_hand_worked_half_differs_from_mmr(path):
+    # lam = .5, after a: b .45 + .5·.2 = .55; x .35 + .5·.7 = .70; c .10 + .5·1 = .60 -> x.
+    # After {a, x}: b .45 + .5·(.2 + .76)/2 = .69; c .10 + .5·(1 + 1)/2 = .60 -> b (MMR takes c: it only
+    # sees b's closest chosen item, a, at cosine .8). Then c.
+    assert R.maxsum(ITEMS, SCORES, VEC, 4, 0.5).tolist() == [[A, X, B, C]]
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 0.5).tolist() == [[A, X, C, B]]
+
+
+def _maxsum_reference(items, scores, vec, k, lam):
+    u = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-300)
+    out = []
+    for it, s in zip(items, scores):
+        chosen = [int(np.argmax(s))]
+        while len(chosen) < k:
+            vals = [-np.inf if p in chosen else
+                    (1 - lam) * s[p] + lam * np.mean([1 - u[it[p]] @ u[it[c]] for c in chosen]) for p in range(len(it))]
+            chosen.append(int(np.argmax(vals)))
+        out.append(it[chosen])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("method, reference", [("mmr", _mmr_reference), ("maxsum", _maxsum_reference)])
+def test_greedy_rerankers_match_their_formula_on_random_data(path, method, reference):
+    rng = np.random.default_rng(1)
+    vec = rng.standard_normal((40, 6))
+    items = np.stack([rng.choice(40, 12, replace=False) for _ in range(15)])
+    scores = rng.random((15, 12))
+    for lam in (0.0, 0.25, 0.3, 0.6, 0.7, 1.0):
+        np.testing.assert_array_equal(getattr(R, method)(items, scores, vec, 5, lam), reference(items, scores, vec, 5, lam))
+
+
+def test_maxsum_raises_the_ild_it_optimises():
+    from recsuite.metrics import intra_list_diversity
+
+    rng = np.random.default_rng(3)
+    vec = (rng.random((60, 8)) < 0.3).astype(float)  # multi-hot, like genres
+    items = np.stack([rng.choice(60, 30, replace=False) for _ in range(50)])
+    scores = np.sort(rng.random((50, 30)), axis=1)[:, ::-1]
+    ild = [intra_list_diversity(R.maxsum(items, scores, vec, 10, lam), vec, 10) for lam in (0.0, 0.5, 1.0)]
+    assert ild[0] < ild[1] < ild[2]
+
+
+def test_maxsum_rejects_bad_input():
+    with pytest.raises(ValueError, match="lam must be a number in"):
+        R.maxsum(ITEMS, SCORES, VEC, 4, 1.5)
+    with pytest.raises(ValueError, match="k=5 is larger"):
+        R.maxsum(ITEMS, SCORES, VEC, 5, 0.5)
+    with pytest.raises(ValueError, match="cand_scores must have the shape"):
+        R.maxsum(ITEMS, SCORES[:, :3], VEC, 2, 0.5)
 
 
 # -- DPP ----------------------------------------------------------------------------------------------

@@ -111,3 +111,31 @@ def test_evaluate_topk_equals_evaluate_and_rejects_protocol_violations():
         p.evaluate_topk(bad, "test", k=3)
     with pytest.raises(ValueError, match="catalogue"):
         p.evaluate_topk(np.tile(p.cold_items[:3], (p.n_users, 1)), "test", k=3)
+
+
+def test_per_user_and_compare_use_the_protocol_masks():
+    import pandas as pd
+
+    from recsuite import metrics as M
+    from recsuite.split import make_protocol
+
+    rng = np.random.default_rng(0)
+    rows = [(u, i, 100 * u + t) for u in range(30) for t, i in enumerate(rng.choice(40, 15, replace=False))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=4)
+    proto = make_protocol(inter[["user_id", "item_id", "rating", "timestamp"]], cold_frac=0.1, seed=0)
+    a, b = rng.random((proto.n_users, proto.n_items)), rng.random((proto.n_users, proto.n_items))
+    per = proto.per_user(a, "test", k=5)
+    assert len(per) == proto.n_users and np.isclose(per.mean(), proto.evaluate(a, "test", k=5)["ndcg@5"])
+    np.testing.assert_array_equal(proto.per_user(topk=proto.rank(a, "test", 5), eval_set="test", k=5), per)
+    r = proto.compare(a, b, "test", k=5, n_boot=200, seed=1)
+    assert r == M.paired_bootstrap(per, proto.per_user(b, "test", k=5), n_boot=200, seed=1)
+    assert proto.compare(a, a, "test", k=5, n_boot=200).verdict() == "indistinguishable"
+    with pytest.raises(ValueError, match="exactly one of scores"):
+        proto.per_user(a, "test", topk=proto.rank(a, "test", 5))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        proto.per_user(a, "test", metric="auc")
+    seen = proto.history("test")[0].indices[:1]
+    bad = proto.rank(a, "test", 5)
+    bad[0, 0] = seen[0]
+    with pytest.raises(ValueError, match="already in the test history"):
+        proto.per_user(topk=bad, eval_set="test", k=5)

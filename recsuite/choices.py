@@ -1,0 +1,132 @@
+"""The settings a lesson chose on validation, kept for the lessons after it, keyed by protocol and seed.
+
+A lesson that tunes something (03 the CF models' parameters, 04 the blend weights, ...) writes its
+choice with ``save``; a later lesson reads it with ``load``, which, when the file is missing (a fresh
+clone on which the earlier lesson never ran), calls the package function that makes the same choice and
+stores its answer. So no lesson depends on a constant in the package that another lesson must match,
+and a lesson run with ``SEED = 1`` reads the choices made with ``SEED = 1``.
+
+Files: ``datasets/choices/<protocol>/seed-<seed>/<name>.json``, written atomically (a unique temporary
+file renamed into place), so concurrent writers never leave a half-written file and a reader sees one
+whole version.
+
+Introduced in notebooks/02_llm_semantic_features.ipynb
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["as_json", "load", "path", "protocol_key", "save"]
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+def protocol_key(protocol) -> str:
+    """A digest of a protocol's parameters and of its (user, item) parts: equal for equal splits."""
+    if not all(hasattr(protocol, a) for a in ("params", "frame", "n_users", "n_items")):
+        raise TypeError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
+    digest = hashlib.sha256(json.dumps(dict(protocol.params or {}), sort_keys=True).encode())
+    digest.update(repr((int(protocol.n_users), int(protocol.n_items))).encode())
+    for part in ("train", "valid", "test", "cold_test"):
+        f = protocol.frame(part)
+        for col in ("user_idx", "item_idx"):
+            digest.update(np.ascontiguousarray(f[col].to_numpy(np.int64)).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _check(name, seed) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"name must be a lower-case identifier like 'cf.als', got {name!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+
+
+def path(name: str, protocol, seed: int, root=None) -> Path:
+    """The file that holds choice ``name`` for this protocol and seed (``root`` defaults to ``datasets/choices``)."""
+    _check(name, seed)
+    if root is None:
+        from recsuite.paths import data_home
+
+        root = data_home() / "choices"
+    return Path(root) / protocol_key(protocol) / f"seed-{int(seed)}" / f"{name}.json"
+
+
+def as_json(value):
+    """``value`` as plain JSON data: dicts with str keys, lists for tuples, Python numbers for NumPy scalars.
+
+    Raises TypeError for anything JSON cannot hold and ValueError for NaN or inf. Two settings are the same
+    choice exactly when their ``as_json`` forms are equal.
+    """
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        raise ValueError(f"a choice must hold finite numbers, got {value!r}")
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise TypeError(f"a choice must be JSON data (dicts, lists, str, numbers), got {type(value).__name__}")
+    return value
+
+
+def save(name: str, value, protocol, seed: int, notebook: str, root=None) -> Path:
+    """Store ``value`` (JSON data) as the choice ``name`` that ``notebook`` made on ``protocol`` with ``seed``.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    target = path(name, protocol, seed, root)
+    if not isinstance(notebook, str) or not notebook:
+        raise TypeError(f"notebook must name who made the choice, got {notebook!r}")
+    record = {"name": name, "value": as_json(value), "seed": int(seed), "protocol": protocol_key(protocol),
+              "protocol_params": as_json(dict(protocol.params or {})), "made_by": notebook,
+              "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def load(name: str, protocol, seed: int, compute=None, root=None):
+    """The choice ``name`` for this protocol and seed; when it is missing, ``compute()`` makes it and it is saved.
+
+    ``compute`` is the package function that makes the same choice as the lesson (e.g. ``cf.tune_fast_model``);
+    without it a missing choice raises FileNotFoundError naming the lesson to run. An unreadable file is
+    treated as missing.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    target = path(name, protocol, seed, root)
+    try:
+        record = json.loads(target.read_text())
+        if record.get("name") == name and record.get("seed") == int(seed) and "value" in record:
+            return record["value"]
+    except (OSError, ValueError):
+        pass
+    if compute is None:
+        raise FileNotFoundError(f"no choice {name!r} for this protocol and seed {seed} ({target}); run the lesson "
+                                "that makes it first")
+    value = as_json(compute())
+    try:
+        save(name, value, protocol, seed, notebook=f"computed on demand by {getattr(compute, '__qualname__', 'compute')}",
+             root=root)
+    except OSError as e:  # a read-only datasets/ still gets the answer
+        import warnings
+
+        warnings.warn(f"could not store choice {name!r} in {target.parent}: {e}", stacklevel=2)
+    return value

@@ -1,0 +1,104 @@
+"""Rules that choose a setting on validation and give the same answer on every machine.
+
+Validation metrics of trained models move in their last digits from one machine to the next (BLAS and
+torch kernels, thread counts), so a plain argmax over a grid whose best settings are within noise of
+each other picks a different winner on another CPU — and every number downstream moves with it. Both
+rules here compare values rounded to ``decimals`` (three: 0.001 of NDCG is far above that noise and far
+below what a reader can tell apart) and break ties by an explicit order of simplicity, never by chance.
+
+- ``one_se_rule``: among the settings within one standard error of the best, the simplest (Breiman et
+  al. 1984; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, §7.10).
+- ``best_within``: the setting that maximises one objective subject to a budget on another (e.g. the
+  most diverse re-ranking that loses at most 3 % NDCG).
+
+Introduced in notebooks/03_cf_baselines.ipynb
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["best_within", "one_se_rule"]
+
+
+def _check_table(table, columns) -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ValueError(f"table must be a non-empty DataFrame of settings and their metrics, got {type(table).__name__}")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; it has {list(table.columns)}")
+    return table
+
+
+def _check_decimals(decimals) -> int:
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)) or not 0 <= decimals <= 12:
+        raise ValueError(f"decimals must be an int in [0, 12], got {decimals!r}")
+    return int(decimals)
+
+
+def _finite(table: pd.DataFrame, column: str) -> pd.Series:
+    values = pd.to_numeric(table[column], errors="coerce")
+    if values.isna().any() or not np.isfinite(values.to_numpy(float)).all():
+        raise ValueError(f"table[{column!r}] must hold finite numbers, got {table[column].tolist()}")
+    return values.astype(float)
+
+
+def _simplest_first(candidates: pd.DataFrame, simplest) -> pd.DataFrame:
+    """Candidates ordered by the simplicity keys ((column, ascending) pairs), then by their order in the table."""
+    if simplest is None:
+        return candidates
+    if isinstance(simplest, (str, tuple)) or not all(isinstance(k, tuple) and len(k) == 2 for k in simplest):
+        raise ValueError(f"simplest must be a list of (column, ascending) pairs, got {simplest!r}")
+    _check_table(candidates, [c for c, _ in simplest])
+    position = pd.Series(np.arange(len(candidates)), index=candidates.index, name="__position")
+    ordered = candidates.assign(__position=position)
+    return ordered.sort_values([c for c, _ in simplest] + ["__position"],
+                               ascending=[bool(a) for _, a in simplest] + [True], kind="stable")
+
+
+def one_se_rule(table, metric: str, se, simplest=None, decimals: int = 3):
+    """The index label of the simplest row whose ``metric`` is within one standard error of the best.
+
+    ``se`` is a number (the standard error of the best setting's mean) or the name of a column holding
+    each row's standard error (the best row's is used). Values and the standard error are rounded to
+    ``decimals`` first; ``simplest`` lists (column, ascending) pairs — e.g. ``[("factors", True),
+    ("regularization", False)]``: fewest factors, then the strongest regularisation — and remaining ties
+    go to the earlier row. ``se=0`` is an argmax of the rounded values with ties to the simplest.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    decimals = _check_decimals(decimals)
+    _check_table(table, [metric] + ([se] if isinstance(se, str) else []))
+    values = _finite(table, metric).round(decimals)
+    best = values.max()
+    if isinstance(se, str):
+        se_value = float(_finite(table, se)[values.idxmax()])
+    elif isinstance(se, bool) or not isinstance(se, (int, float, np.integer, np.floating)) or not np.isfinite(se) or se < 0:
+        raise ValueError(f"se must be a non-negative number or a column name, got {se!r}")
+    else:
+        se_value = float(se)
+    threshold = round(best - round(se_value, decimals), decimals)
+    candidates = table[values >= threshold - 1e-12]  # both sides rounded alike; the epsilon absorbs float spelling
+    return _simplest_first(candidates, simplest).index[0]
+
+
+def best_within(table, maximise: str, budget_column: str, budget: float, simplest=None, decimals: int = 3):
+    """The index label of the row with the largest ``maximise`` among rows whose ``budget_column`` <= ``budget``.
+
+    Both columns are rounded to ``decimals`` first; ties go to the simplest row (``simplest`` as in
+    ``one_se_rule``), then to the earlier one. Returns None when no row is within the budget.
+
+    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    """
+    decimals = _check_decimals(decimals)
+    _check_table(table, [maximise, budget_column])
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not np.isfinite(budget):
+        raise ValueError(f"budget must be a finite number, got {budget!r}")
+    cost = _finite(table, budget_column).round(decimals)
+    gain = _finite(table, maximise).round(decimals)
+    inside = cost <= round(float(budget), decimals)
+    if not inside.any():
+        return None
+    top = gain[inside].max()
+    return _simplest_first(table[inside & (gain == top)], simplest).index[0]

@@ -1,0 +1,85 @@
+"""recsuite.choices: a lesson's choice, stored per protocol and seed, read or recomputed by later lessons."""
+
+import json
+import multiprocessing as mp
+
+import pandas as pd
+import pytest
+
+from recsuite import choices
+from recsuite.split import make_protocol
+
+
+@pytest.fixture(scope="module")
+def proto():
+    rows = [(u, i, 100 * u + t) for u in range(12) for t, i in enumerate(range(u % 3, u % 3 + 10))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=5)
+    return make_protocol(inter[["user_id", "item_id", "rating", "timestamp"]], cold_frac=0.1, seed=0)
+
+
+def test_save_then_load(proto):
+    path = choices.save("cf.als", {"factors": 64, "regularization": 10.0}, proto, seed=0, notebook="03")
+    assert path.is_file() and path.parent.name == "seed-0"
+    assert choices.load("cf.als", proto, 0) == {"factors": 64, "regularization": 10.0}
+    record = json.loads(path.read_text())
+    assert record["made_by"] == "03" and record["protocol"] == choices.protocol_key(proto)
+    with pytest.raises(FileNotFoundError, match="run the lesson that makes it"):
+        choices.load("cf.als", proto, 1)  # another seed has its own choice
+
+
+def test_missing_choices_are_computed_once(proto):
+    calls = []
+    value = choices.load("fusion.blend", proto, 0, compute=lambda: calls.append(1) or {"w": 0.2})
+    assert value == {"w": 0.2} and calls == [1]
+    assert choices.load("fusion.blend", proto, 0, compute=lambda: calls.append(1) or {"w": 9}) == {"w": 0.2}
+    assert calls == [1]
+
+
+def test_a_damaged_file_is_recomputed(proto):
+    choices.path("x.y", proto, 0).parent.mkdir(parents=True, exist_ok=True)
+    choices.path("x.y", proto, 0).write_text("{not json")
+    assert choices.load("x.y", proto, 0, compute=lambda: [1, 2]) == [1, 2]
+    assert choices.load("x.y", proto, 0) == [1, 2]
+
+
+def test_the_protocol_key_follows_the_split(proto):
+    inter = pd.concat([proto.train, proto.valid, proto.test, proto.cold_test])[["user_id", "item_id", "rating", "timestamp"]]
+    same = make_protocol(inter, cold_frac=0.1, seed=0)
+    other = make_protocol(inter, cold_frac=0.1, seed=3)
+    assert choices.protocol_key(same) == choices.protocol_key(proto) != choices.protocol_key(other)
+
+
+def _writer(args):
+    home, i = args
+    import os
+
+    os.environ["RECSUITE_HOME"] = home
+    rows = [(u, it, 100 * u + t) for u in range(12) for t, it in enumerate(range(u % 3, u % 3 + 10))]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).assign(rating=5)
+    p = make_protocol(inter[["user_id", "item_id", "rating", "timestamp"]], cold_frac=0.1, seed=0)
+    for j in range(20):
+        choices.save("race", {"writer": i, "j": j}, p, 0, notebook=f"w{i}")
+        assert choices.load("race", p, 0)["j"] in range(20)  # always one whole file
+    return True
+
+
+def test_concurrent_writers_leave_one_whole_file(proto, _isolated_home):
+    with mp.get_context("spawn").Pool(2) as pool:
+        assert all(pool.map(_writer, [(str(_isolated_home), 0), (str(_isolated_home), 1)]))
+    folder = choices.path("race", proto, 0).parent
+    assert [p.name for p in folder.iterdir()] == ["race.json"]  # no temporary files left behind
+
+
+def test_bad_input(proto):
+    with pytest.raises(ValueError, match="name must be a lower-case identifier"):
+        choices.save("Bad Name", 1, proto, 0, notebook="t")
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        choices.load("cf.als", proto, -1)
+    with pytest.raises(TypeError, match="protocol must be a recsuite.split.Protocol"):
+        choices.path("cf.als", object(), 0)
+    with pytest.raises(TypeError, match="JSON data"):
+        choices.save("cf.als", {"f": object()}, proto, 0, notebook="t")
+    with pytest.raises(ValueError, match="finite"):
+        choices.save("cf.als", {"f": float("nan")}, proto, 0, notebook="t")
+    with pytest.raises(TypeError, match="notebook must name"):
+        choices.save("cf.als", 1, proto, 0, notebook="")

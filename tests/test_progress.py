@@ -1,0 +1,16 @@
+"""recsuite.progress.tqdm: TQDM_DISABLE switches every bar off, the widget one included."""
+
+from recsuite import progress
+
+
+def test_tqdm_disable_env(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress.disabled_by_env()
+    bar = progress.tqdm(range(3), disable=False)
+    assert bar.disable and list(bar) == [0, 1, 2]
+    for value in ("", "0", "false", "No"):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert not progress.disabled_by_env()
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert progress.tqdm(range(2), disable=True).disable
+    assert not progress.tqdm(range(2), file=open("/dev/null", "w")).disable
