@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["as_json", "load", "path", "protocol_key", "save"]
-_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
 
 
 def protocol_key(protocol) -> str:
@@ -43,7 +43,7 @@ def protocol_key(protocol) -> str:
 
 
 def _check(name, seed) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"name must be a lower-case identifier like 'cf.als', got {name!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -69,8 +69,8 @@ def as_json(value):
         return {str(k): as_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [as_json(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, (np.bool_, np.integer, np.floating, np.str_)):
+        value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         raise ValueError(f"a choice must hold finite numbers, got {value!r}")
     if value is not None and not isinstance(value, (str, int, float, bool)):
@@ -94,6 +94,7 @@ def save(name: str, value, protocol, seed: int, notebook: str, root=None) -> Pat
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh, indent=1)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a choice is as readable as the other artefacts
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -114,7 +115,8 @@ def load(name: str, protocol, seed: int, compute=None, root=None):
     target = path(name, protocol, seed, root)
     try:
         record = json.loads(target.read_text())
-        if record.get("name") == name and record.get("seed") == int(seed) and "value" in record:
+        if isinstance(record, dict) and record.get("name") == name and record.get("seed") == int(seed) \
+                and "value" in record:
             return record["value"]
     except (OSError, ValueError):
         pass

@@ -408,6 +408,9 @@ def paired_bootstrap(a, b, n_boot: int = 1000, seed: int = 0, level: float = 0.9
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series) and not a.index.equals(b.index):
+        raise ValueError("a and b are Series with different indexes: pair them by user first "
+                         "(e.g. b.reindex(a.index)); their values are compared position by position")
     x, y = _per_user_array("a", a), _per_user_array("b", b)
     if x.shape != y.shape:
         raise ValueError(f"a and b must hold the same users: got {x.shape[0]} and {y.shape[0]} values")

@@ -244,11 +244,14 @@ class Protocol:
 
     def _checked_topk(self, topk, eval_set: str, k: int) -> np.ndarray:
         self._check_eval_set(eval_set)
-        top = np.asarray(topk)[:, :k]
-        catalog = self.candidates(eval_set)
+        top = np.asarray(topk)
         if top.ndim != 2 or top.shape[0] != self.n_users:
             raise ValueError(f"topk must have one row per user ({self.n_users}), got shape {top.shape}")
-        if np.issubdtype(top.dtype, np.integer) and top.size and (top.min() < 0 or top.max() >= self.n_items):
+        if top.size and not np.issubdtype(top.dtype, np.integer):
+            raise TypeError(f"topk must hold integer item indices, got dtype {top.dtype}")
+        top = top[:, :k]
+        catalog = self.candidates(eval_set)
+        if top.size and (top.min() < 0 or top.max() >= self.n_items):
             raise ValueError(f"topk holds item indices outside [0, {self.n_items})")
         if not np.all(catalog[top]):
             raise ValueError(f"topk recommends items outside the {eval_set} catalogue")

@@ -1,10 +1,12 @@
-"""Rules that choose a setting on validation and give the same answer on every machine.
+"""Rules that choose a setting on validation so that another machine makes the same choice.
 
 Validation metrics of trained models move in their last digits from one machine to the next (BLAS and
 torch kernels, thread counts), so a plain argmax over a grid whose best settings are within noise of
 each other picks a different winner on another CPU — and every number downstream moves with it. Both
 rules here compare values rounded to ``decimals`` (three: 0.001 of NDCG is far above that noise and far
 below what a reader can tell apart) and break ties by an explicit order of simplicity, never by chance.
+Rounding makes a flip rare, not impossible: a value within noise of a rounding boundary (…0005) can
+still round either way, which is why the lessons also assert the choice they describe.
 
 - ``one_se_rule``: among the settings within one standard error of the best, the simplest (Breiman et
   al. 1984; Hastie, Tibshirani & Friedman, *The Elements of Statistical Learning*, §7.10).
@@ -50,6 +52,9 @@ def _simplest_first(candidates: pd.DataFrame, simplest) -> pd.DataFrame:
         return candidates
     if isinstance(simplest, (str, tuple)) or not all(isinstance(k, tuple) and len(k) == 2 for k in simplest):
         raise ValueError(f"simplest must be a list of (column, ascending) pairs, got {simplest!r}")
+    flags = [a for _, a in simplest if not isinstance(a, (bool, np.bool_))]
+    if flags:
+        raise TypeError(f"simplest: each ascending flag must be True or False, got {flags[0]!r}")
     _check_table(candidates, [c for c, _ in simplest])
     position = pd.Series(np.arange(len(candidates)), index=candidates.index, name="__position")
     ordered = candidates.assign(__position=position)

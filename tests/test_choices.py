@@ -3,6 +3,7 @@
 import json
 import multiprocessing as mp
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,6 +41,9 @@ def test_a_damaged_file_is_recomputed(proto):
     choices.path("x.y", proto, 0).write_text("{not json")
     assert choices.load("x.y", proto, 0, compute=lambda: [1, 2]) == [1, 2]
     assert choices.load("x.y", proto, 0) == [1, 2]
+    choices.path("x.y", proto, 0).write_text("[]")  # valid JSON, but not a choice record
+    assert choices.load("x.y", proto, 0, compute=lambda: [3]) == [3]
+    assert choices.path("x.y", proto, 0).stat().st_mode & 0o777 == 0o644
 
 
 def test_the_protocol_key_follows_the_split(proto):
@@ -81,5 +85,11 @@ def test_bad_input(proto):
         choices.save("cf.als", {"f": object()}, proto, 0, notebook="t")
     with pytest.raises(ValueError, match="finite"):
         choices.save("cf.als", {"f": float("nan")}, proto, 0, notebook="t")
+    with pytest.raises(ValueError, match="finite"):
+        choices.as_json(np.float64("nan"))
+    with pytest.raises(TypeError, match="JSON data"):
+        choices.as_json(np.datetime64("2020-01-01"))
+    with pytest.raises(ValueError, match="name must be a lower-case identifier"):
+        choices.path("cf.als\n", proto, 0)
     with pytest.raises(TypeError, match="notebook must name"):
         choices.save("cf.als", 1, proto, 0, notebook="")

@@ -200,6 +200,8 @@ def test_paired_bootstrap_rejects_bad_input():
         M.paired_bootstrap(pd.DataFrame({"x": a}), a)
     with pytest.raises(ValueError, match="1-D array"):
         M.paired_bootstrap(a[None, :], a[None, :])
+    with pytest.raises(ValueError, match="Series with different indexes"):  # same users, another order
+        M.paired_bootstrap(pd.Series(a, index=[0, 1, 2]), pd.Series(a[[1, 2, 0]], index=[1, 2, 0]))
     with pytest.raises(ValueError, match="n_boot must be an int >= 100"):
         M.paired_bootstrap(a, a, n_boot=10)
     with pytest.raises(ValueError, match="level must be a number in"):

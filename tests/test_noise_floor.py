@@ -62,3 +62,16 @@ def test_a_narrowed_choice_is_judged_on_the_keys_it_keeps(tmp_path):
     assert not nf.analyse(runs)["choices"][0]["stable"]
     (choice,) = nf.analyse(runs, nf.current_expectations([log]))["choices"]
     assert choice["stable"] and choice["distinct"] == ['{"kept": "higher"}'] and not choice["retired"]
+
+
+def test_a_choice_made_the_same_wrong_way_everywhere_is_reported(tmp_path):
+    log = tmp_path / "checks.jsonl"
+    log.write_text(json.dumps({"notebook": "03_x", "name": "verdict", "value": "lower", "expected": "lower",
+                               "ok": True}) + "\n"
+                   + json.dumps({"notebook": "03_x", "name": "ALS ndcg", "value": True, "expected": True, "ok": True}) + "\n")
+    runs = {k: v for k, v in RUNS.items() if k != "native-seed2"}   # every run says "higher"
+    report = nf.analyse(runs, nf.current_expectations([log]))
+    (choice,) = report["choices"]
+    assert choice["stable"] and not choice["as_expected"]
+    (check,) = report["checks"]
+    assert check["retired"]          # a numeric check that became a choice is not judged with a tolerance

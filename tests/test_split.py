@@ -139,3 +139,7 @@ def test_per_user_and_compare_use_the_protocol_masks():
     bad[0, 0] = seen[0]
     with pytest.raises(ValueError, match="already in the test history"):
         proto.per_user(topk=bad, eval_set="test", k=5)
+    with pytest.raises(ValueError, match="one row per user"):
+        proto.per_user(topk=bad[0], eval_set="test", k=5)
+    with pytest.raises(TypeError, match="integer item indices"):
+        proto.per_user(topk=bad.astype(float), eval_set="test", k=5)

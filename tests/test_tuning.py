@@ -60,5 +60,7 @@ def test_bad_input_is_named():
         one_se_rule(grid(), "ndcg", 0.0, decimals=-1)
     with pytest.raises(ValueError, match="simplest must be a list of"):
         one_se_rule(grid(), "ndcg", 0.0, simplest="factors")
+    with pytest.raises(TypeError, match="ascending flag must be True or False, got 'False'"):
+        one_se_rule(grid(), "ndcg", 0.0, simplest=[("factors", "False")])
     with pytest.raises(ValueError, match="budget must be a finite number"):
         best_within(grid(), "ndcg", "reg", float("nan"))
