@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["key_digest", "read_array", "write_array"]
+__all__ = ["atomic_write", "key_digest", "read_array", "write_array"]
 
 
 def key_digest(key: dict, length: int = 20) -> str:
@@ -37,16 +37,29 @@ def read_array(path, key: dict, name: str):
     return array if meta == key else None
 
 
-def write_array(path, key: dict, name: str, array) -> None:
-    """Store ``array`` under ``name`` together with ``key`` in ``path``, atomically."""
+def atomic_write(path, write, text: bool = False, prefix: str | None = None, mode: int | None = None) -> Path:
+    """Fill ``path`` all at once: ``write(fh)`` writes a temporary file in the same folder, renamed into place.
+
+    A concurrent reader sees the old file or the whole new one; concurrent writers leave one whole file.
+    ``mode`` sets the file's permissions (``mkstemp`` makes it 0600); the folder is created when missing.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem if prefix is None else prefix, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{name: np.asarray(array)}, meta=np.array(json.dumps(key, sort_keys=True)))
+        with os.fdopen(fd, "w" if text else "wb") as fh:
+            write(fh)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def write_array(path, key: dict, name: str, array) -> None:
+    """Store ``array`` under ``name`` together with ``key`` in ``path``, atomically."""
+    atomic_write(path, lambda fh: np.savez(fh, **{name: np.asarray(array)},
+                                           meta=np.array(json.dumps(key, sort_keys=True))))

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from recsuite.cache import atomic_write
 
 __all__ = ["as_json", "load", "path", "protocol_key", "save"]
 _NAME = re.compile(r"[a-z][a-z0-9_.-]*")
@@ -89,18 +89,8 @@ def save(name: str, value, protocol, seed: int, notebook: str, root=None) -> Pat
     record = {"name": name, "value": as_json(value), "seed": int(seed), "protocol": protocol_key(protocol),
               "protocol_params": as_json(dict(protocol.params or {})), "made_by": notebook,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a choice is as readable as the other artefacts
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+    # 0644: mkstemp's 0600 would hide a shared choice from other users; a hidden temporary name while it is written
+    return atomic_write(target, lambda fh: json.dump(record, fh, indent=1), text=True, prefix=f".{name}-", mode=0o644)
 
 
 def load(name: str, protocol, seed: int, compute=None, root=None):
