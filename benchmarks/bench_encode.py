@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from recsuite import semantic as S  # noqa: E402
+from recsuite.encoders import quiet_transformers  # noqa: E402
 from recsuite.data import load_movielens_100k  # noqa: E402
 
 REPEATS = 3
@@ -33,7 +34,7 @@ def main():
     from sentence_transformers import SentenceTransformer
 
     texts = S.item_text(load_movielens_100k().items, "title_year_genres")
-    with S._quiet_transformers():  # its weight-loading progress bar is noise here
+    with quiet_transformers():  # its weight-loading progress bar is noise here
         peer_model = SentenceTransformer(S.DEFAULT_MODEL, device="cpu")
 
     def ours():

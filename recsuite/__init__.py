@@ -1,8 +1,10 @@
 """recsuite: the helper package of an executable course on language-model-enhanced recommenders.
 
-Each module holds what one lesson introduced: ``data`` and ``split`` (the shared protocol), ``metrics``,
-``results``, ``features``, ``baselines`` (notebook 01); ``semantic`` and ``llm`` (02); ``compat`` and ``cf``
-(03); ``fusion`` (04); ``rerank`` (05); ``finetune`` (06). Heavy modules are imported on demand.
+One idea per module, found from the lesson that introduced it: ``data``, ``split``, ``metrics``, ``noise``,
+``results``, ``features``, ``baselines`` (notebook 01); ``choices``, ``cache``, ``encoders``, ``semantic``,
+``llm`` (02); ``tuning``, ``progress``, ``compat``, ``cf`` (03); ``fusion``, ``ranker`` (04); ``rerank`` (05);
+``finetune`` (06); ``artifacts`` holds what one lesson leaves for the next. Heavy modules are imported on
+demand.
 """
 
 from recsuite.utils import get_device, set_seed

@@ -1,7 +1,9 @@
-"""Collaborative-filtering baselines under the suite's protocol: ``implicit`` models and RecBole models.
+"""Collaborative-filtering baselines under the suite's protocol, behind one ``Scorer`` interface.
 
-Both return an object whose ``.scores()`` is a dense (n_users, n_items) float32 matrix in *our* index space,
-so ``Protocol.evaluate`` measures every model the same way.
+Every model here is a ``Scorer``: ``n_users``, ``n_items`` and ``scores(user_idx)``, a dense
+(len(user_idx), n_items) float matrix in *our* index space, so ``Protocol.evaluate`` measures every model
+the same way. The model argument is always ``model``, spelt as RecBole spells it ("ALS", "BPR", "ItemKNN",
+"EASE", "LightGCN", "MultiVAE", ...).
 
 * ``fit_implicit``: ALS (Hu, Koren & Volinsky 2008), BPR (Rendle et al. 2009) and item-kNN (cosine, BM25,
   TF-IDF) from ``implicit``, with BLAS pinned to one thread and ``implicit.gpu`` used when it has CUDA.
@@ -12,10 +14,9 @@ so ``Protocol.evaluate`` measures every model the same way.
 * ``run_recbole_protocol``: RecBole's own protocol (its random 8:1:1 split), to set our numbers beside
   RecBole's published ones.
 * ``fit_ease``: EASE (Steck 2019) in closed form with NumPy, the same model as RecBole's ``EASE``.
-* ``tune_fast_model`` / ``tuned_params`` / ``best_fast_model``: the grid search notebook 03 runs on valid
-  for ALS, EASE and item-kNN, and the choices it saves (``recsuite.choices``, keyed by protocol and seed).
-* ``cf_scores``: cache-or-compute score matrix of a fast CF model at its tuned setting, for the fusion,
-  re-ranking and fine-tuning lessons.
+* ``fit_fast_model`` / ``tune_fast_model``: the fast models (ALS, EASE, item-kNN) and the grid search
+  notebook 03 runs on valid. The choices it saves and the cached score matrices later lessons read
+  (``tuned_params``, ``best_fast_model``, ``cf_scores``) belong to ``recsuite.artifacts``.
 
 All RecBole workarounds live in ``recsuite.compat`` (applied on first use).
 
@@ -24,7 +25,9 @@ Introduced in notebooks/03_cf_baselines.ipynb
 
 from __future__ import annotations
 
-import hashlib
+import abc
+import os
+import re
 import tempfile
 import time
 import warnings
@@ -35,66 +38,104 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsuite import cache
-
-# -- input checks ---------------------------------------------------------------------------------------
+from recsuite import _checks
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
+# ===================================================================================================
+# The scorer interface
+# ===================================================================================================
+class Scorer(abc.ABC):
+    """What every CF model here is: a fitted model that scores every item for any batch of users.
+
+    The contract: ``n_users`` and ``n_items`` give the size of *our* index space (users 0..n_users-1,
+    items 0..n_items-1, as in ``recsuite.split.Protocol``); ``scores(user_idx)`` takes a 1-D int array of
+    user indices in ``range(n_users)`` (None: every user; checked with ``recsuite._checks.indices``, so a
+    float, bool or out-of-range index is refused) and returns a dense float32 or float64 array of shape
+    ``(len(user_idx), n_items)`` of finite scores, higher = better, row r for user ``user_idx[r]``. Items
+    the user already saw are *not* masked (``Protocol.evaluate`` / ``metrics.topk_from_scores`` do that),
+    and scoring the same users twice gives the same numbers.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+
+    @property
+    @abc.abstractmethod
+    def n_users(self) -> int:
+        """How many users the model scores (our user indices 0..n_users-1)."""
+
+    @property
+    @abc.abstractmethod
+    def n_items(self) -> int:
+        """How many items each score row has (our item indices 0..n_items-1)."""
+
+    @abc.abstractmethod
+    def scores(self, user_idx=None) -> np.ndarray:
+        """(len(user_idx), n_items) float scores of every item for the given users (None: all users)."""
+
+    def _users(self, user_idx) -> np.ndarray:
+        if user_idx is None:
+            return np.arange(self.n_users, dtype=np.int64)
+        return _checks.indices("user_idx", user_idx, self.n_users, what="user")
 
 
-def _check_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _check_interactions_csr(matrix, name: str) -> sp.csr_matrix:
-    if not sp.issparse(matrix) or matrix.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D scipy.sparse users x items matrix, got {type(matrix).__name__}")
-    m = sp.csr_matrix(matrix, dtype=np.float32)
-    m.sum_duplicates()
-    if m.nnz and (not np.all(np.isfinite(m.data)) or m.data.min() < 0):
-        raise ValueError(f"{name} must hold finite non-negative weights (implicit feedback)")
-    m.sort_indices()
+def _interactions(name: str, matrix) -> sp.csr_matrix:
+    """A users x items CSR of finite non-negative float32 weights (implicit feedback), zeros not stored."""
+    m = _checks.sparse(name, matrix, nonnegative=True)
+    if m.shape[0] == 0 or m.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one user and one item, got shape {m.shape}")
+    m.eliminate_zeros()  # a stored 0 is no interaction (implicit would read it as a confidence of 0)
     return m
 
 
-def _check_users(user_idx, n_users: int) -> np.ndarray:
-    if user_idx is None:
-        return np.arange(n_users)
-    u = np.asarray(user_idx)
-    if u.ndim != 1 or not np.issubdtype(u.dtype, np.integer):
-        raise ValueError(f"user_idx must be a 1-D int array of user indices, got dtype {u.dtype} shape {u.shape}")
-    if u.size and (u.min() < 0 or u.max() >= n_users):
-        raise ValueError(f"user_idx holds {int(u.min())}..{int(u.max())}, outside [0, {n_users})")
-    return u.astype(np.int64)
+def _check_params(name: str, params, rules: dict) -> dict:
+    """``params`` (a dict or None) checked against ``rules``: key -> checker(name, value)."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise TypeError(f"{name} must be a dict or None, got {_checks.describe(params)}")
+    unknown = sorted(str(k) for k in set(params) - set(rules))
+    if unknown:
+        raise ValueError(f"{name} accepts only {sorted(rules)}, got unknown {unknown}")
+    return {key: rules[key](f"{name}[{key!r}]", value) for key, value in params.items()}
+
+
+def _non_negative_number(name, value):
+    return _checks.number(name, value, low=0.0)
 
 
 # ===================================================================================================
 # implicit
 # ===================================================================================================
-IMPLICIT_MODELS = ("als", "bpr", "itemknn")
+IMPLICIT_MODELS = ("ALS", "BPR", "ItemKNN")
 KNN_SIMILARITIES = ("cosine", "bm25", "tfidf")
 IMPLICIT_DEFAULTS = {
-    "als": {"factors": 64, "regularization": 0.01, "alpha": 1.0, "iterations": 15, "num_threads": 1},
+    "ALS": {"factors": 64, "regularization": 0.01, "alpha": 1.0, "iterations": 15, "num_threads": 1},
     # one thread: implicit's multi-threaded BPR is Hogwild SGD, whose result depends on thread timing
-    "bpr": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "num_threads": 1},
-    "itemknn": {"similarity": "cosine", "K": 100, "K1": 1.2, "B": 0.75, "num_threads": 1},
+    "BPR": {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100, "num_threads": 1},
+    "ItemKNN": {"similarity": "cosine", "K": 100, "K1": 1.2, "B": 0.75, "num_threads": 1},
+}
+#: What each hyperparameter may be (``num_threads`` 0 lets ``implicit`` use every core).
+IMPLICIT_RULES = {
+    "ALS": {"factors": _checks.positive_int, "regularization": _non_negative_number,
+            "alpha": _checks.positive_number, "iterations": _checks.positive_int,
+            "num_threads": _checks.non_negative_int},
+    "BPR": {"factors": _checks.positive_int, "learning_rate": _checks.positive_number,
+            "regularization": _non_negative_number, "iterations": _checks.positive_int,
+            "num_threads": _checks.non_negative_int},
+    "ItemKNN": {"similarity": lambda n, v: _checks.one_of(n, v, KNN_SIMILARITIES), "K": _checks.positive_int,
+                "K1": _non_negative_number, "B": lambda n, v: _checks.number(n, v, low=0.0, high=1.0),
+                "num_threads": _checks.non_negative_int},
 }
 
 
 @dataclass
-class ImplicitModel:
-    """A fitted ``implicit`` model with a dense, vectorised ``scores()`` in our index space.
+class ImplicitModel(Scorer):
+    """A fitted ``implicit`` model (a ``Scorer``) with a dense, vectorised ``scores()`` in our index space.
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
 
-    name: str
+    name: str  # "ALS", "BPR" or "ItemKNN"
     params: dict
     fit_seconds: float
     device: str  # "cpu" or "gpu": where it was fit
@@ -118,7 +159,7 @@ class ImplicitModel:
         X is the training matrix and W the kNN-pruned item-item similarity (row i: item i's K neighbours),
         the same product ``implicit``'s ``recommend`` ranks by. Seen items are not masked here.
         """
-        users = _check_users(user_idx, self.n_users)
+        users = self._users(user_idx)
         if self.similarity is not None:
             return np.asarray((self.train[users] @ self.similarity).todense(), dtype=np.float32)
         return (self.user_factors[users] @ self.item_factors.T).astype(np.float32, copy=False)
@@ -133,71 +174,66 @@ def _implicit_gpu_available() -> bool:
         return False
 
 
-def fit_implicit(name: str, train_csr, params: dict | None = None, seed: int = 0, device: str = "auto",
+def fit_implicit(model: str, train_csr, params: dict | None = None, seed: int = 0, device: str = "auto",
                  show_progress: bool = False) -> ImplicitModel:
-    """Fit ``implicit``'s ALS, BPR or item-kNN on a users x items CSR; BLAS limited to one thread.
+    """Fit ``implicit``'s ALS, BPR or item-kNN (``model`` "ALS", "BPR", "ItemKNN") on a users x items CSR.
 
     ALS minimises Σ c_ui (p_ui − x_uᵀy_i)² + λ(‖x‖² + ‖y‖²) with c = 1 + α r (Hu et al. 2008, ICDM);
     BPR maximises Σ ln σ(x_uᵀy_i − x_uᵀy_j) over sampled (u, i seen, j unseen) (Rendle et al. 2009, UAI);
     item-kNN scores s_uj = Σ_i x_ui w_ij with w the K nearest neighbours under cosine / BM25 / TF-IDF
-    weighting (Sarwar et al. 2001). ``device="auto"`` uses ``implicit.gpu`` for ALS/BPR when it reports
-    CUDA (the PyPI wheel ships the CUDA extension but enables it only when RAPIDS ``rmm`` is installed,
-    which recsuite does not pin), "cpu" never; kNN has no GPU variant. ``params`` override
-    ``IMPLICIT_DEFAULTS[name]``; ``num_threads`` defaults to 1 so results are reproducible.
+    weighting (Sarwar et al. 2001). BLAS is limited to one thread. ``device="auto"`` uses ``implicit.gpu``
+    for ALS/BPR when it reports CUDA (the PyPI wheel ships the CUDA extension but enables it only when
+    RAPIDS ``rmm`` is installed, which recsuite does not pin), "cpu" never; kNN has no GPU variant.
+    ``params`` override ``IMPLICIT_DEFAULTS[model]`` and are checked against ``IMPLICIT_RULES[model]``
+    (factors, iterations, K: positive ints; learning_rate, alpha: positive; regularization, K1:
+    non-negative; B in [0, 1]); ``num_threads`` defaults to 1 so results are reproducible.
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
     from threadpoolctl import threadpool_limits
 
-    if name not in IMPLICIT_MODELS:
-        raise ValueError(f"name must be one of {IMPLICIT_MODELS}, got {name!r}")
-    X = _check_interactions_csr(train_csr, "train_csr")
-    seed = _check_seed(seed)
-    if params is not None and not isinstance(params, dict):
-        raise ValueError(f"params must be a dict, got {type(params).__name__}")
-    unknown = set(params or {}) - set(IMPLICIT_DEFAULTS[name])
-    if unknown:
-        raise ValueError(f"params for {name!r} accept {sorted(IMPLICIT_DEFAULTS[name])}, got unknown {sorted(unknown)}")
-    p = {**IMPLICIT_DEFAULTS[name], **(params or {})}
-    if device not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
-    gpu = name != "itemknn" and device != "cpu" and _implicit_gpu_available()
+    _checks.one_of("model", model, IMPLICIT_MODELS)
+    X = _interactions("train_csr", train_csr)
+    seed = _checks.seed(seed)
+    p = {**IMPLICIT_DEFAULTS[model], **_check_params("params", params, IMPLICIT_RULES[model])}
+    _checks.one_of("device", device, ("auto", "cpu", "gpu"))
+    show_progress = _checks.flag("show_progress", show_progress)
+    gpu = model != "ItemKNN" and device != "cpu" and _implicit_gpu_available()
     if device == "gpu" and not gpu:
-        raise ValueError("device='gpu' was asked for, but implicit has no CUDA support here (or the model is itemknn)")
+        raise ValueError(f"device='gpu' was asked for, but implicit has no CUDA support here (or model={model!r} "
+                         "has no GPU variant)")
 
     import implicit
     from implicit import nearest_neighbours as nn
 
-    if name == "itemknn" and p["similarity"] not in KNN_SIMILARITIES:
-        raise ValueError(f"params['similarity'] must be one of {KNN_SIMILARITIES}, got {p['similarity']!r}")
     # implicit checks the BLAS thread pool when a model is built, so building happens inside the limit too
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
         # implicit's own weighting hands a COO matrix to its kNN and then warns about converting it
         warnings.filterwarnings("ignore", message="Method expects CSR input")
-        if name == "als":
+        if model == "ALS":
             kw = dict(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
                       iterations=p["iterations"], random_state=seed, use_gpu=gpu)
-            model = implicit.als.AlternatingLeastSquares(**kw, **({} if gpu else {"num_threads": p["num_threads"]}))
-        elif name == "bpr":
+            fitted = implicit.als.AlternatingLeastSquares(**kw, **({} if gpu else {"num_threads": p["num_threads"]}))
+        elif model == "BPR":
             kw = dict(factors=p["factors"], learning_rate=p["learning_rate"], regularization=p["regularization"],
                       iterations=p["iterations"], random_state=seed, use_gpu=gpu)
-            model = implicit.bpr.BayesianPersonalizedRanking(**kw, **({} if gpu else {"num_threads": p["num_threads"]}))
+            fitted = implicit.bpr.BayesianPersonalizedRanking(**kw, **({} if gpu else {"num_threads": p["num_threads"]}))
         elif p["similarity"] == "bm25":
-            model = nn.BM25Recommender(K=p["K"], K1=p["K1"], B=p["B"], num_threads=p["num_threads"])
+            fitted = nn.BM25Recommender(K=p["K"], K1=p["K1"], B=p["B"], num_threads=p["num_threads"])
         elif p["similarity"] == "tfidf":
-            model = nn.TFIDFRecommender(K=p["K"], num_threads=p["num_threads"])
+            fitted = nn.TFIDFRecommender(K=p["K"], num_threads=p["num_threads"])
         else:
-            model = nn.CosineRecommender(K=p["K"], num_threads=p["num_threads"])
+            fitted = nn.CosineRecommender(K=p["K"], num_threads=p["num_threads"])
         start = time.perf_counter()
-        model.fit(X, show_progress=show_progress)
+        fitted.fit(X, show_progress=show_progress)
     fit_seconds = time.perf_counter() - start
 
-    out = ImplicitModel(name=name, params=p, fit_seconds=fit_seconds, device="gpu" if gpu else "cpu",
-                        train=X, model=model)
-    if name == "itemknn":
-        out.similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
+    out = ImplicitModel(name=model, params=p, fit_seconds=fit_seconds, device="gpu" if gpu else "cpu",
+                        train=X, model=fitted)
+    if model == "ItemKNN":
+        out.similarity = sp.csr_matrix(fitted.similarity, dtype=np.float32)
     else:
-        cpu = model.to_cpu() if gpu else model
+        cpu = fitted.to_cpu() if gpu else fitted
         out.user_factors = np.asarray(cpu.user_factors, dtype=np.float32)
         out.item_factors = np.asarray(cpu.item_factors, dtype=np.float32)
     return out
@@ -226,8 +262,8 @@ _DATASET = "recsuite"
 
 
 @dataclass
-class RecBoleModel:
-    """A RecBole model trained on our split, scored in our index space.
+class RecBoleModel(Scorer):
+    """A RecBole model trained on our split, scored in our index space (a ``Scorer``).
 
     RecBole re-maps tokens to its own ids (id 0 is padding), so ``user_map``/``item_map`` hold, for each
     of our indices, RecBole's internal id (0 = not in RecBole's id space). Its id space is built from the
@@ -237,7 +273,7 @@ class RecBoleModel:
     Introduced in notebooks/03_cf_baselines.ipynb
     """
 
-    model_name: str
+    name: str  # RecBole's model name, e.g. "LightGCN"
     model: object = field(repr=False)
     config: dict = field(repr=False)  # the config_dict handed to RecBole (plain data)
     recbole_config: object = field(repr=False)  # RecBole's merged Config
@@ -306,9 +342,18 @@ class RecBoleModel:
         minus 1, so they rank last but the matrix stays finite (``topk_from_scores`` refuses inf), or a
         float. Users outside RecBole's id space get a row of ``fill`` (0.0 for ``"min"``).
         """
-        users = _check_users(user_idx, self.n_users)
-        if not (fill == "min" or (isinstance(fill, (int, float)) and not isinstance(fill, bool))):
-            raise ValueError(f"fill must be 'min' or a number, got {fill!r}")
+        users = self._users(user_idx)
+        if isinstance(fill, str) and fill != "min":
+            raise ValueError(f"fill must be 'min' or a finite number, got {fill!r}")
+        if not isinstance(fill, str):
+            try:
+                fill = _checks.number("fill", fill)
+            except TypeError:
+                raise TypeError(f"fill must be 'min' or a finite number, got {_checks.describe(fill)}") from None
+            except ValueError:
+                raise ValueError(f"fill must be 'min' or a finite number, got {fill!r}") from None
+            if abs(fill) > np.finfo(np.float32).max:  # the matrix is float32: it would become inf
+                raise ValueError(f"fill must fit in float32 (|fill| <= 3.4e38), got {fill!r}")
         known_i = np.flatnonzero(self.known_items)
         rows = np.flatnonzero(self.user_map[users] > 0)
         internal = self._internal_scores(self.user_map[users[rows]])[:, self.item_map[known_i]]
@@ -321,18 +366,16 @@ class RecBoleModel:
 
 
 def _frame_pairs(df, name: str, n_users: int, n_items: int) -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{name} must be a DataFrame with user_idx and item_idx columns, got {type(df).__name__}")
-    missing = [c for c in ("user_idx", "item_idx") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} must have columns user_idx and item_idx (our indices), missing {missing}")
+    _checks.columns(name, df, ["user_idx", "item_idx"])
     if len(df) == 0:
         raise ValueError(f"{name} is empty; RecBole needs at least one interaction in each file")
-    pairs = df[["user_idx", "item_idx"]].astype(np.int64)
-    for col, n in (("user_idx", n_users), ("item_idx", n_items)):
-        v = pairs[col].to_numpy()
-        if v.min() < 0 or v.max() >= n:
-            raise ValueError(f"{name}.{col} holds {int(v.min())}..{int(v.max())}, outside [0, {n})")
+    cols = {}
+    for col, n, what in (("user_idx", n_users, "user"), ("item_idx", n_items, "item")):
+        values = df[col].to_numpy()
+        if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+            values = values.astype(np.int64)  # whole-number floats (e.g. after a merge) are indices too
+        cols[col] = _checks.indices(f"{name}.{col}", values, n, what=what)
+    pairs = pd.DataFrame(cols)
     # a repeated pair is one positive for RecBole's evaluator (a set) and one for our CSR (binarised)
     return pairs.drop_duplicates().reset_index(drop=True)
 
@@ -358,30 +401,68 @@ def _token_map(field2token_id: dict, n: int) -> np.ndarray:
     return mapping
 
 
-def _general_model(model_name):
+def recbole_models() -> tuple[str, ...]:
+    """The names ``fit_recbole`` accepts: RecBole 1.2.1's general recommenders, spelt as RecBole spells them.
+
+    Introduced in notebooks/03_cf_baselines.ipynb
+    """
+    import inspect
+
+    import recbole.model.general_recommender as general
+    from recbole.model.abstract_recommender import GeneralRecommender
+
+    return tuple(sorted(n for n, c in vars(general).items()
+                        if inspect.isclass(c) and issubclass(c, GeneralRecommender) and c is not GeneralRecommender))
+
+
+def _general_model(model):
     # Only RecBole's general recommenders: our atomic files carry user and item ids and nothing else
     # (RecBole's own get_model would also import exlib_recommender, which needs xgboost and lightgbm).
     import importlib
-    import importlib.util
 
-    if not isinstance(model_name, str) or not model_name.isidentifier():
-        raise ValueError(f"model_name must be a RecBole model name such as 'BPR', got {model_name!r}")
-    path = f"recbole.model.general_recommender.{model_name.lower()}"
-    module = importlib.import_module(path) if importlib.util.find_spec(path) else None
-    if module is None or not hasattr(module, model_name):
-        raise ValueError(
-            f"model_name {model_name!r} is not a RecBole general recommender "
-            "(e.g. 'BPR', 'LightGCN', 'EASE', 'MultiVAE', 'NeuMF', 'ItemKNN'; names are case-sensitive)"
-        )
-    return getattr(module, model_name)
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a RecBole model name such as 'BPR', got {_checks.describe(model)}")
+    names = recbole_models()
+    if model not in names:
+        raise ValueError(f"model {model!r} is not a RecBole general recommender; names are case-sensitive, "
+                         f"one of {names}")
+    return getattr(importlib.import_module(f"recbole.model.general_recommender.{model.lower()}"), model)
 
 
-def fit_recbole(model_name: str, train_df, valid_df, test_df, n_users: int, n_items: int, config: dict | None = None,
+def _check_config(config, reserved) -> dict:
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict of RecBole parameters or None, got {_checks.describe(config)}")
+    bad = [k for k in config if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"config keys must be str (RecBole parameter names), got {bad!r}")
+    clash = sorted(set(config) & set(reserved))
+    if clash:
+        raise ValueError(f"config may not set {clash}: the function sets them (use its arguments instead)")
+    return dict(config)
+
+
+def _workdir(workdir) -> Path:
+    if workdir is None:
+        from recsuite.paths import build_dir
+
+        workdir = build_dir() / "recbole"
+    if not isinstance(workdir, (str, os.PathLike)) or not str(workdir).strip():
+        raise TypeError(f"workdir must be a folder path or None, got {_checks.describe(workdir)}")
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"workdir must be a folder, got the file {str(workdir)!r}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def fit_recbole(model: str, train_df, valid_df, test_df, n_users: int, n_items: int, config: dict | None = None,
                 seed: int = 0, epochs: int = 20, k: int = 10, device: str = "auto", workdir=None,
                 show_progress: bool = False) -> RecBoleModel:
-    """Train a RecBole general model with RecBole's own pipeline on our pre-split train/valid/test.
+    """Train the RecBole general model ``model`` (e.g. "LightGCN") with RecBole's own pipeline on our split.
 
-    The three frames (columns ``user_idx``, ``item_idx``: our indices) become the atomic files
+    ``model`` is spelt as RecBole spells it (``recbole_models()`` lists the accepted names). The three frames (columns ``user_idx``, ``item_idx``: our indices) become the atomic files
     ``recsuite.train.inter``/``.valid.inter``/``.test.inter`` read through RecBole's ``benchmark_filename``,
     so RecBole trains on exactly our train split, early-stops on NDCG@k of our valid split and
     evaluates on our test split. RecBole's full-sort evaluation masks, per user, the items of the earlier
@@ -402,32 +483,34 @@ def fit_recbole(model_name: str, train_df, valid_df, test_df, n_users: int, n_it
     from recsuite.compat import patch_recbole
 
     patch_recbole()
-    model_class = _general_model(model_name)
-    n_users, n_items = _check_count(n_users, "n_users"), _check_count(n_items, "n_items")
-    seed, epochs, k = _check_seed(seed), _check_count(epochs, "epochs"), _check_count(k, "k")
-    if config is not None and not isinstance(config, dict):
-        raise ValueError(f"config must be a dict of RecBole parameters, got {type(config).__name__}")
-    clash = sorted(set(config or {}) & set(_RESERVED))
-    if clash:
-        raise ValueError(f"config may not set {clash}: fit_recbole sets them (use the arguments instead)")
+    model_class = _general_model(model)
+    n_users, n_items = _checks.positive_int("n_users", n_users), _checks.positive_int("n_items", n_items)
+    seed, epochs = _checks.seed(seed), _checks.positive_int("epochs", epochs)
+    k = _checks.integer("k", k, low=1, high=n_items)
+    config = _check_config(config, _RESERVED)
     use_gpu = _check_device(device)
+    show_progress = _checks.flag("show_progress", show_progress)
 
     train = _frame_pairs(train_df, "train_df", n_users, n_items)
     test = _frame_pairs(test_df, "test_df", n_users, n_items)
     refit = valid_df is None
     valid = test if refit else _frame_pairs(valid_df, "valid_df", n_users, n_items)
+    # an evaluated pair that is also in its history is masked by both evaluators: it could never be a hit
+    checks = [("test_df", test, "train_df", train)] if refit else [
+        ("valid_df", valid, "train_df", train), ("test_df", test, "train_df and valid_df", pd.concat([train, valid]))]
+    for name, evaluated, before, history in checks:
+        both = evaluated.merge(history, on=["user_idx", "item_idx"])
+        if len(both):
+            raise ValueError(f"{name} shares {len(both)} (user_idx, item_idx) pairs with {before}, e.g. "
+                             f"{tuple(int(v) for v in both.iloc[0])}; a pair must be in one split only")
 
-    params = {**RECBOLE_MODEL_DEFAULTS.get(model_name, {}), **(config or {})}
+    params = {**RECBOLE_MODEL_DEFAULTS.get(model, {}), **config}
     if model_class.input_type.name == "POINTWISE" and model_class.type.name == "GENERAL" and \
             params.get("train_neg_sample_args", "default") is None:
-        raise ValueError(f"{model_name} is pointwise: it needs train_neg_sample_args (negatives make its 0/1 labels)")
+        raise ValueError(f"{model} is pointwise: it needs train_neg_sample_args (negatives make its 0/1 labels)")
 
-    if workdir is None:
-        from recsuite.paths import build_dir
-
-        workdir = build_dir() / "recbole"
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"{model_name}-", dir=workdir) as tmp:
+    workdir = _workdir(workdir)
+    with tempfile.TemporaryDirectory(prefix=f"{model}-", dir=workdir) as tmp:
         root = Path(tmp)
         (root / _DATASET).mkdir()
         for part, pairs in (("train", train), ("valid", valid), ("test", test)):
@@ -450,7 +533,7 @@ def fit_recbole(model_name: str, train_df, valid_df, test_df, n_users: int, n_it
     dataset = run.pop("dataset")
     history = train if refit else pd.concat([train, valid], ignore_index=True)
     return RecBoleModel(
-        model_name=model_name, config=cfg,
+        name=model, config=cfg,
         user_map=_token_map(dataset.field2token_id["user_id"], n_users),
         item_map=_token_map(dataset.field2token_id["item_id"], n_items),
         user_tokens=np.asarray(dataset.field2id_token["user_id"]),
@@ -495,17 +578,16 @@ def _run_recbole(model_class, cfg: dict, seed: int, early_stopping: bool = True,
 def _check_device(device: str) -> bool:
     import torch
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    _checks.one_of("device", device, ("auto", "cpu", "cuda"))
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for, but torch sees no CUDA device")
     return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
-def run_recbole_protocol(model_name: str, dataset: str = "ml-100k", config: dict | None = None, seed: int = 2020,
+def run_recbole_protocol(model: str, dataset: str = "ml-100k", config: dict | None = None, seed: int = 2020,
                          epochs: int = 300, k: int = 10, device: str = "auto", workdir=None,
                          show_progress: bool = False) -> dict:
-    """RecBole's own protocol end to end, for comparing with RecBole's published numbers.
+    """RecBole's own protocol end to end for ``model`` (e.g. "BPR"), to compare with RecBole's published numbers.
 
     RecBole's dataset files (``ml-100k`` ships inside the package), its default random 8:1:1 split per
     user (``eval_args``), its full-sort evaluation and early stopping on valid MRR@10, and its default seed
@@ -518,34 +600,28 @@ def run_recbole_protocol(model_name: str, dataset: str = "ml-100k", config: dict
     from recsuite.compat import patch_recbole
 
     patch_recbole()
-    model_class = _general_model(model_name)
-    if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"dataset must be a RecBole dataset name, got {dataset!r}")
-    seed, epochs, k = _check_seed(seed), _check_count(epochs, "epochs"), _check_count(k, "k")
-    if config is not None and not isinstance(config, dict):
-        raise ValueError(f"config must be a dict of RecBole parameters, got {type(config).__name__}")
-    clash = sorted(set(config or {}) & {"checkpoint_dir", "dataset", "model", "seed", "epochs"})
-    if clash:
-        raise ValueError(f"config may not set {clash}: use the arguments instead")
+    model_class = _general_model(model)
+    dataset = _checks.text("dataset", dataset)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", dataset):  # a folder name under data_path, no path
+        raise ValueError(f"dataset must be a RecBole dataset name (letters, digits, '-', '_', '.'), got {dataset!r}")
+    seed, epochs, k = _checks.seed(seed), _checks.positive_int("epochs", epochs), _checks.positive_int("k", k)
+    config = _check_config(config, ("checkpoint_dir", "dataset", "model", "seed", "epochs"))
     use_gpu = _check_device(device)
-    if workdir is None:
-        from recsuite.paths import build_dir
-
-        workdir = build_dir() / "recbole"
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"{model_name}-native-", dir=workdir) as tmp:
+    show_progress = _checks.flag("show_progress", show_progress)
+    workdir = _workdir(workdir)
+    with tempfile.TemporaryDirectory(prefix=f"{model}-native-", dir=workdir) as tmp:
         cfg = {"dataset": dataset, "seed": seed, "epochs": epochs, "topk": [k], "show_progress": show_progress,
                "checkpoint_dir": str(Path(tmp) / "saved"), "metric_decimal_place": 12,
                "gpu_id": "0" if use_gpu else "", "use_gpu": use_gpu, "worker": 0,
                "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
-               **RECBOLE_MODEL_DEFAULTS.get(model_name, {}), **(config or {})}
+               **RECBOLE_MODEL_DEFAULTS.get(model, {}), **config}
         run = _run_recbole(model_class, cfg, seed, show_progress=show_progress)
     for key in ("dataset", "model", "recbole_config"):
         run.pop(key)
     return {**run, "config": cfg}
 
 
-def tie_sensitive_users(scores, truth, k: int, exclude=None, allowed=None) -> int:
+def tie_sensitive_users(scores, truth, k: int, *, exclude=None, allowed=None) -> int:
     """How many users' metrics@k depend on how equal scores are ordered.
 
     A user counts when one of their relevant items (``truth``) shares its score with another candidate
@@ -555,22 +631,22 @@ def tie_sensitive_users(scores, truth, k: int, exclude=None, allowed=None) -> in
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
-    s = np.array(scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be a 2-D array (n_users, n_items), got shape {s.shape}")
-    if not sp.issparse(truth) or truth.shape != s.shape:
-        raise ValueError(f"truth must be a sparse matrix of shape {s.shape}, got {getattr(truth, 'shape', type(truth))}")
-    k = min(_check_count(k, "k"), s.shape[1])
+    s = np.array(_checks.array("scores", scores, ndim=2), dtype=np.float64)  # a copy: masking writes into it
+    truth = _checks.sparse("truth", truth, shape=s.shape, nonnegative=True)
+    truth.eliminate_zeros()  # a stored 0 is not a relevant item
+    k = min(_checks.positive_int("k", k), s.shape[1])
     if allowed is not None:
-        s[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
+        s[:, ~_checks.bool_mask("allowed", allowed, s.shape[1])] = -np.inf
     if exclude is not None:
-        ex = sp.coo_matrix(exclude)
+        ex = _checks.sparse("exclude", exclude, shape=s.shape).tocoo()
+        ex = ex if not ex.nnz else sp.coo_matrix((ex.data[ex.data != 0], (ex.row[ex.data != 0], ex.col[ex.data != 0])),
+                                                 shape=ex.shape)
         s[ex.row, ex.col] = -np.inf
     kth = -np.partition(-s, k - 1, axis=1)[:, k - 1]
     rel = sp.coo_matrix(truth)
     value = s[rel.row, rel.col]
     reach = np.isfinite(value) & (value >= kth[rel.row])
-    rows, cols, value = rel.row[reach], rel.col[reach], value[reach]
+    rows, value = rel.row[reach], value[reach]
     tied_users = set()
     for start in range(0, len(rows), 4096):  # chunks of relevant pairs: (chunk, n_items) booleans at a time
         r, v = rows[start:start + 4096], value[start:start + 4096]
@@ -596,10 +672,13 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
     from recsuite import metrics as M
 
     if not isinstance(fitted, RecBoleModel):
-        raise ValueError(f"fitted must be a RecBoleModel from fit_recbole, got {type(fitted).__name__}")
-    s = fitted.scores() if scores is None else np.asarray(scores)
-    if s.shape != (fitted.n_users, fitted.n_items):
-        raise ValueError(f"scores must have shape {(fitted.n_users, fitted.n_items)}, got {s.shape}")
+        raise TypeError(f"fitted must be a RecBoleModel from fit_recbole, got {_checks.describe(fitted)}")
+    if scores is None:
+        s = fitted.scores()
+    else:  # checked, and kept in the caller's float dtype (a cast could create or break ties)
+        a = np.asarray(scores)
+        s = _checks.array("scores", a, ndim=2, shape=(fitted.n_users, fitted.n_items),
+                          dtype=a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64)
     k = fitted.k
     topk = M.topk_from_scores(s, k, exclude=fitted.test_history, allowed=fitted.known_items)
     ours = M.evaluate(topk, fitted.test_truth, k=k)
@@ -609,8 +688,8 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
         rows.append({"metric": key, "recbole": fitted.recbole_eval[key], "recsuite": ours[key]})
     df = pd.DataFrame(rows).set_index("metric")
     df["abs_diff"] = (df.recbole - df.recsuite).abs()
-    df.attrs["tie_sensitive_users"] = tie_sensitive_users(s, fitted.test_truth, k, fitted.test_history,
-                                                          fitted.known_items)
+    df.attrs["tie_sensitive_users"] = tie_sensitive_users(s, fitted.test_truth, k, exclude=fitted.test_history,
+                                                          allowed=fitted.known_items)
     return df
 
 
@@ -618,8 +697,8 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
 # EASE in NumPy
 # ===================================================================================================
 @dataclass
-class EASEModel:
-    """A fitted EASE model: the item-item weights B and the matrix X it scores from (``scores() = X B``).
+class EASEModel(Scorer):
+    """A fitted EASE model (a ``Scorer``): the item-item weights B and the matrix X it scores from (X B).
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
@@ -639,7 +718,7 @@ class EASEModel:
 
     def scores(self, user_idx=None) -> np.ndarray:
         """(len(user_idx), n_items) float32 scores x_u B; seen items are not masked here."""
-        users = _check_users(user_idx, self.n_users)
+        users = self._users(user_idx)
         return np.asarray(self.train[users] @ self.weights, dtype=np.float32)
 
 
@@ -656,10 +735,8 @@ def fit_ease(train_csr, reg_weight: float = 250.0) -> EASEModel:
     """
     from threadpoolctl import threadpool_limits
 
-    X = _check_interactions_csr(train_csr, "train_csr")
-    if isinstance(reg_weight, bool) or not isinstance(reg_weight, (int, float, np.floating, np.integer)) or \
-            not np.isfinite(reg_weight) or reg_weight <= 0:
-        raise ValueError(f"reg_weight must be a positive number (the ridge penalty λ), got {reg_weight!r}")
+    X = _interactions("train_csr", train_csr)
+    reg_weight = _checks.positive_number("reg_weight", reg_weight)  # the ridge penalty λ
     start = time.perf_counter()
     with threadpool_limits(1, "blas"):
         G = (X.T @ X).toarray().astype(np.float64)
@@ -686,32 +763,13 @@ FAST_FIXED = {"ALS": {"alpha": 1.0, "iterations": 15}, "EASE": {}, "ItemKNN": {}
 #: Ties after rounding go to the simplest setting: fewest factors / neighbours, strongest regularisation.
 FAST_SIMPLEST = {"ALS": [("factors", True), ("regularization", False)], "EASE": [("reg_weight", False)],
                  "ItemKNN": [("K", True)]}
-_SCORES_VERSION = 2
+#: The parameters each fast model takes (``fit_fast_model`` refuses any other key).
+FAST_PARAMS = {"ALS": tuple(sorted(set(IMPLICIT_DEFAULTS["ALS"]) - {"num_threads"})), "EASE": ("reg_weight",),
+               "ItemKNN": tuple(sorted(set(IMPLICIT_DEFAULTS["ItemKNN"]) - {"num_threads"}))}
 
 
 def _check_fast_model(model) -> str:
-    if model not in FAST_MODELS:
-        raise ValueError(f"model must be one of {FAST_MODELS}, got {model!r}")
-    return model
-
-
-def _fast_model_params(model, params, protocol=None, seed: int = 0) -> dict:
-    """The full parameters of a fast model: the tuned choice for (protocol, seed) updated by ``params``."""
-    _check_fast_model(model)
-    if params is not None and not isinstance(params, dict):
-        raise ValueError(f"params must be a dict of {model} parameters or None, got {type(params).__name__}")
-    allowed = {"EASE": {"reg_weight"}, "ALS": set(IMPLICIT_DEFAULTS["als"]) - {"num_threads"},
-               "ItemKNN": set(IMPLICIT_DEFAULTS["itemknn"]) - {"num_threads"}}[model]
-    unknown = sorted(set(params or {}) - allowed)
-    if unknown:
-        raise ValueError(f"params for {model!r} accept {sorted(allowed)}, got unknown {unknown}")
-    grid_keys = set(FAST_GRIDS[model][0]) | set(FAST_FIXED[model])
-    if params is not None and grid_keys <= set(params):
-        return dict(params)  # fully specified: no tuned choice is needed
-    if protocol is None:
-        raise ValueError(f"params {params!r} leave {sorted(grid_keys - set(params or {}))} of {model} open, and "
-                         "without a protocol there is no tuned choice to fill them")
-    return {**tuned_params(model, protocol, seed), **(params or {})}
+    return _checks.one_of("model", model, FAST_MODELS)
 
 
 def fit_fast_model(model: str, history, params: dict, seed: int = 0):
@@ -725,11 +783,14 @@ def fit_fast_model(model: str, history, params: dict, seed: int = 0):
     """
     _check_fast_model(model)
     if not isinstance(params, dict):
-        raise ValueError(f"params must be a dict of {model} parameters, got {type(params).__name__}")
-    seed = _check_seed(seed)
+        raise TypeError(f"params must be a dict of {model} parameters, got {_checks.describe(params)}")
+    seed = _checks.seed(seed)
+    unknown = sorted(str(key) for key in set(params) - set(FAST_PARAMS[model]))
+    if unknown:
+        raise ValueError(f"params for {model!r} accepts only {list(FAST_PARAMS[model])}, got unknown {unknown}")
     if model == "EASE":
         return fit_ease(history, **params)
-    return fit_implicit("als" if model == "ALS" else "itemknn", history, params, seed=seed, device="cpu")
+    return fit_implicit(model, history, params, seed=seed, device="cpu")
 
 
 def tune_fast_model(model: str, protocol=None, seed: int = 0, grid=None, progress: bool = False):
@@ -747,16 +808,23 @@ def tune_fast_model(model: str, protocol=None, seed: int = 0, grid=None, progres
     from recsuite.progress import tqdm
 
     from recsuite import metrics
-    from recsuite.split import load_protocol
+    from recsuite.split import resolve_protocol
     from recsuite.tuning import one_se_rule
 
     _check_fast_model(model)
-    seed = _check_seed(seed)
-    protocol = load_protocol() if protocol is None else protocol
-    _check_protocol(protocol)
+    seed = _checks.seed(seed)
+    progress = _checks.flag("progress", progress)
+    protocol = resolve_protocol(protocol)
+    if grid is not None and not isinstance(grid, (list, tuple)):
+        raise TypeError(f"grid must be a list of parameter dicts or None, got {_checks.describe(grid)}")
     grid = list(FAST_GRIDS[model] if grid is None else grid)
     if not grid or not all(isinstance(g, dict) for g in grid):
         raise ValueError(f"grid must be a non-empty list of parameter dicts, got {grid!r}")
+    tie_keys = [key for key, _ in FAST_SIMPLEST[model]]
+    lacking = [i for i, g in enumerate(grid) if not set(tie_keys) <= set(g)]
+    if lacking:
+        raise ValueError(f"every grid setting for {model} must set {tie_keys} (ties go to the simplest), "
+                         f"settings {lacking} do not")
     history, truth = protocol.history("valid"), protocol.csr("valid")
     rows = []
     for config in tqdm(grid, desc=model, leave=False, disable=not progress):
@@ -770,143 +838,3 @@ def tune_fast_model(model: str, protocol=None, seed: int = 0, grid=None, progres
     table["chosen"] = table.index == chosen
     params = {k: (v.item() if hasattr(v, "item") else v) for k, v in grid[chosen].items()}
     return table, {**params, **FAST_FIXED[model]}
-
-
-def _check_protocol(protocol) -> None:
-    if not all(hasattr(protocol, a) for a in ("history", "csr", "rank", "n_users", "n_items", "params")):
-        raise ValueError(f"protocol must be a recsuite.split.Protocol, got {type(protocol).__name__}")
-
-
-def tuned_params(model: str, protocol=None, seed: int = 0) -> dict:
-    """The parameters notebook 03 chose for ``model`` on this protocol with this seed (tuned now if missing).
-
-    Introduced in notebooks/03_cf_baselines.ipynb
-    """
-    from recsuite import choices
-    from recsuite.split import load_protocol
-
-    _check_fast_model(model)
-    seed = _check_seed(seed)
-    protocol = load_protocol() if protocol is None else protocol
-    _check_protocol(protocol)
-    return choices.load(f"cf.{model.lower()}", protocol, seed,
-                        compute=lambda: tune_fast_model(model, protocol, seed)[1])
-
-
-def best_fast_model(protocol=None, seed: int = 0) -> str:
-    """The fast model with the best valid NDCG@10 (rounded to three decimals) at its tuned setting.
-
-    Ties go to the first of ``FAST_MODELS``. Notebook 03 saves this choice; later lessons read it.
-
-    Introduced in notebooks/03_cf_baselines.ipynb
-    """
-    from recsuite import choices
-    from recsuite.split import load_protocol
-
-    seed = _check_seed(seed)
-    protocol = load_protocol() if protocol is None else protocol
-    _check_protocol(protocol)
-
-    def compute():
-        from recsuite import metrics
-
-        valid = {}
-        for model in FAST_MODELS:
-            fitted = fit_fast_model(model, protocol.history("valid"), tuned_params(model, protocol, seed), seed=seed)
-            valid[model] = round(metrics.ndcg_at_k(protocol.rank(fitted.scores(), "valid", 10), protocol.csr("valid"), 10), 3)
-        return max(FAST_MODELS, key=lambda m: (valid[m], -FAST_MODELS.index(m)))
-
-    return choices.load("cf.best-fast-model", protocol, seed, compute=compute)
-
-
-def _history_digest(history: sp.csr_matrix) -> str:
-    h = sp.csr_matrix(history)
-    h.sum_duplicates()
-    h.sort_indices()
-    digest = hashlib.sha256(repr(h.shape).encode())
-    for arr in (h.indptr.astype(np.int64), h.indices.astype(np.int64), (h.data != 0).astype(np.int8)):
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    return digest.hexdigest()
-
-
-def _scores_key(model: str, params: dict, eval_set: str, seed: int, protocol) -> dict:
-    return {
-        "version": _SCORES_VERSION, "model": model, "params": params, "eval_set": eval_set, "seed": seed,
-        "protocol": dict(getattr(protocol, "params", {}) or {}),
-        "history": _history_digest(protocol.history(eval_set)),
-        "shape": [int(protocol.n_users), int(protocol.n_items)],
-    }
-
-
-def _scores_file(key: dict, cache_dir) -> Path:
-    if cache_dir is None:
-        from recsuite.paths import data_home
-
-        cache_dir = data_home() / "scores"
-    return Path(cache_dir) / f"{key['model']}-{key['eval_set']}-{cache.key_digest(key)}.npz"
-
-
-def _resolve(model, eval_set, params, protocol, seed):
-    from recsuite.split import EVAL_SETS, load_protocol
-
-    if eval_set not in EVAL_SETS:
-        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
-    seed = _check_seed(seed)
-    protocol = load_protocol() if protocol is None else protocol
-    _check_protocol(protocol)
-    model = best_fast_model(protocol, seed) if model is None else _check_fast_model(model)
-    return model, _fast_model_params(model, params, protocol, seed), seed, protocol
-
-
-def cf_scores_path(model: str | None = None, eval_set: str = "test", params: dict | None = None, protocol=None,
-                   seed: int = 0, cache_dir=None) -> Path:
-    """The file ``cf_scores`` reads and writes for these arguments.
-
-    The name hashes the model, its full parameters, ``eval_set``, ``seed``, the protocol's parameters and
-    a digest of the history matrix it is fit on, so a different split or configuration never reads a stale file.
-
-    Introduced in notebooks/03_cf_baselines.ipynb
-    """
-    model, p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
-    return _scores_file(_scores_key(model, p, eval_set, seed, protocol), cache_dir)
-
-
-def cf_scores(model: str | None = None, eval_set: str = "test", params: dict | None = None, protocol=None,
-              seed: int = 0, cache: bool = True, cache_dir=None) -> np.ndarray:
-    """Float32 (n_users, n_items) scores of a tuned fast CF model fit on ``protocol.history(eval_set)`` (cache-or-compute).
-
-    ``model`` is "ALS", "EASE" or "ItemKNN", or None for ``best_fast_model(protocol, seed)``; its
-    parameters are the ones notebook 03 chose for this protocol and seed (``tuned_params``), updated by
-    ``params``. ``protocol`` defaults to ``load_protocol()``. The fit sees only the history of
-    ``eval_set`` (train for valid, train+valid for test and cold_test), so the matrix is safe to blend and
-    re-rank on that set. Cold items have no interactions, so every CF model scores them alike (0 for ALS,
-    EASE and ItemKNN). Seen items are not masked (``Protocol.evaluate`` does that). With ``cache=True`` the
-    matrix is stored under ``cache_dir`` (default ``datasets/scores``) in a file named by
-    ``cf_scores_path`` and written atomically; a missing file is rebuilt in about a second.
-
-    Introduced in notebooks/03_cf_baselines.ipynb
-    """
-    if not isinstance(cache, (bool, np.bool_)):
-        raise ValueError(f"cache must be True or False, got {cache!r}")
-    model, p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
-    key = _scores_key(model, p, eval_set, seed, protocol)
-    path = _scores_file(key, cache_dir) if cache else None
-    if path is not None:
-        hit = _read_scores(path, key)
-        if hit is not None:
-            return hit
-    scores = fit_fast_model(model, protocol.history(eval_set), p, seed).scores()
-    if path is not None:
-        _write_scores(path, key, scores)
-    return scores
-
-
-def _read_scores(path: Path, key: dict):
-    scores = cache.read_array(path, key, "scores")
-    if scores is None or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
-        return None  # absent, truncated or foreign: recompute and overwrite
-    return scores
-
-
-def _write_scores(path: Path, key: dict, scores: np.ndarray) -> None:
-    cache.write_array(path, key, "scores", np.asarray(scores, dtype=np.float32))

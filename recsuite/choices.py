@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from recsuite import _checks
 from recsuite.cache import atomic_write
 
 __all__ = ["as_json", "load", "path", "protocol_key", "save"]
@@ -42,16 +44,22 @@ def protocol_key(protocol) -> str:
     return digest.hexdigest()[:12]
 
 
-def _check(name, seed) -> None:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+def _check(name, seed, root=None) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, a lower-case identifier like 'cf.als', got {_checks.describe(name)}")
+    if not _NAME.fullmatch(name):
         raise ValueError(f"name must be a lower-case identifier like 'cf.als', got {name!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be a non-negative int, got {_checks.describe(seed)}")
+    if seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be None or a folder (str or os.PathLike), got {_checks.describe(root)}")
 
 
 def path(name: str, protocol, seed: int, root=None) -> Path:
     """The file that holds choice ``name`` for this protocol and seed (``root`` defaults to ``datasets/choices``)."""
-    _check(name, seed)
+    _check(name, seed, root)
     if root is None:
         from recsuite.paths import data_home
 
@@ -84,8 +92,10 @@ def save(name: str, value, protocol, seed: int, notebook: str, root=None) -> Pat
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     target = path(name, protocol, seed, root)
-    if not isinstance(notebook, str) or not notebook:
-        raise TypeError(f"notebook must name who made the choice, got {notebook!r}")
+    if not isinstance(notebook, str):
+        raise TypeError(f"notebook must name who made the choice (a str), got {_checks.describe(notebook)}")
+    if not notebook.strip():  # TypeError, as before: the lessons' tests expect it
+        raise TypeError(f"notebook must name who made the choice (a non-empty str), got {notebook!r}")
     record = {"name": name, "value": as_json(value), "seed": int(seed), "protocol": protocol_key(protocol),
               "protocol_params": as_json(dict(protocol.params or {})), "made_by": notebook,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -103,6 +113,9 @@ def load(name: str, protocol, seed: int, compute=None, root=None):
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     target = path(name, protocol, seed, root)
+    if compute is not None and not callable(compute):
+        raise TypeError(f"compute must be None or a function compute() that makes the choice, "
+                        f"got {_checks.describe(compute)}")
     try:
         record = json.loads(target.read_text())
         if isinstance(record, dict) and record.get("name") == name and record.get("seed") == int(seed) \

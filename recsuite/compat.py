@@ -52,6 +52,8 @@ from types import ModuleType
 
 import numpy as np
 
+from recsuite import _checks
+
 _LOCK = threading.Lock()
 _PATCHED = False
 ORIGINALS: dict[str, object] = {}  # what patch_recbole replaced, by dotted name (tests compare with these)
@@ -126,7 +128,8 @@ class _TrustedCheckpointTorch(ModuleType):
 def norm_adj_matrix(interaction_matrix, n_users: int, n_items: int):
     """The symmetric normalised user-item graph Â = D^-1/2 A D^-1/2 as (COO float32, degree^-1/2 float64).
 
-    A = [[0, R], [R^T, 0]] over n_users + n_items nodes with binary R; D = diag(row sums of A) + 1e-7, as in
+    ``interaction_matrix`` is a scipy.sparse (n_users, n_items) matrix of finite non-negative weights; every
+    stored entry is one edge. A = [[0, R], [R^T, 0]] over n_users + n_items nodes with binary R; D = diag(row sums of A) + 1e-7, as in
     RecBole's LightGCN/NGCF/NCL (He et al. 2020, "LightGCN", SIGIR). Built from COO, so it works on SciPy
     >= 1.13 (where ``dok_matrix._update`` is gone) and equals RecBole's original entry for entry: a dict of
     (row, col) -> 1 is binary, so duplicate interactions count once here too.
@@ -135,9 +138,14 @@ def norm_adj_matrix(interaction_matrix, n_users: int, n_items: int):
     """
     import scipy.sparse as sp
 
-    r = sp.coo_matrix(interaction_matrix)
-    if r.shape != (n_users, n_items):
-        raise ValueError(f"interaction_matrix has shape {r.shape}, expected ({n_users}, {n_items})")
+    n_users = _checks.positive_int("n_users", n_users)
+    n_items = _checks.positive_int("n_items", n_items)
+    if getattr(interaction_matrix, "shape", None) is not None and tuple(interaction_matrix.shape) != (n_users, n_items):
+        raise ValueError(f"interaction_matrix has shape {tuple(interaction_matrix.shape)}, "
+                         f"expected ({n_users}, {n_items})")
+    # every stored entry is an edge, as in RecBole's dict of (row, col) -> 1; NaN, inf or negative weights
+    # mean the matrix is not an interaction matrix
+    r = _checks.sparse("interaction_matrix", interaction_matrix, shape=(n_users, n_items), nonnegative=True).tocoo()
     keys = np.unique(r.row.astype(np.int64) * n_items + r.col.astype(np.int64))  # binary, duplicates merged
     u, i = keys // n_items, keys % n_items
     n = n_users + n_items

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsuite import _checks
+
 # SHA-256 of the ML-100K atomic files in recbole==1.2.1 (recbole/dataset_example/ml-100k/).
 ML100K_SHA256 = {
     "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
@@ -115,6 +117,9 @@ def load_movielens_100k(data_dir: str | Path | None = None, verify: bool = True)
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
+    verify = _checks.flag("verify", verify)
+    if data_dir is not None and not isinstance(data_dir, (str, Path)):
+        raise TypeError(f"data_dir must be a str or Path or None, got {_checks.describe(data_dir)}")
     folder = Path(data_dir) if data_dir is not None else movielens_100k_dir()
     paths = {name: _checked(folder, name, verify) for name in ML100K_SHA256}
 
@@ -184,11 +189,10 @@ def load_movielens(
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
+    _checks.one_of("name", name, ("ml-100k", *GROUPLENS_RELEASES))
+    timeout = _checks.positive_number("timeout", timeout)
     if name == "ml-100k":
         return load_movielens_100k()
-    if name not in GROUPLENS_RELEASES:
-        known = ["ml-100k", *GROUPLENS_RELEASES]
-        raise ValueError(f"name must be one of {known}, got {name!r}")
     if zip_path is None:
         from recsuite.paths import data_home
 
@@ -220,10 +224,13 @@ def clean_interactions(
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     required = ["user_id", "item_id", "rating", "timestamp"]
-    missing = [c for c in required if c not in interactions.columns]
-    if missing:
-        raise ValueError(f"interactions must have columns {required}, missing {missing}")
-    lo, hi = rating_range
+    _checks.columns("interactions", interactions, required)
+    if not isinstance(rating_range, (tuple, list)) or len(rating_range) != 2:
+        raise TypeError(f"rating_range must be a (low, high) pair, got {rating_range!r}")
+    lo = _checks.number("rating_range[0]", rating_range[0])
+    hi = _checks.number("rating_range[1]", rating_range[1])
+    if lo > hi:
+        raise ValueError(f"rating_range must be (low, high) with low <= high, got {tuple(rating_range)!r}")
     steps = []
     df = interactions[required]
 

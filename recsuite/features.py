@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsuite import _checks
+
 # MovieLens-1M's age groups, used for ML-100K too so that user groups compare across releases.
 AGE_BINS = [0, 18, 25, 35, 45, 50, 56, 200]
 AGE_LABELS = ["<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"]
@@ -15,9 +17,15 @@ def age_bucket(age) -> pd.Categorical:
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    a = pd.Series(age, dtype="float64")
-    if a.isna().any() or (a < 0).any():
-        raise ValueError("age must be non-negative numbers without missing values")
+    if isinstance(age, (str, bytes)) or isinstance(age, (bool, np.bool_)):
+        raise TypeError(f"age must be ages in years (a number or numbers), got {_checks.describe(age)}")
+    try:
+        a = pd.Series(age, dtype="float64")
+    except (TypeError, ValueError):
+        raise TypeError(f"age must be ages in years (numbers), got {_checks.describe(age)}") from None
+    if a.isna().any() or (a < 0).any() or np.isinf(a.to_numpy()).any():
+        bad = a[a.isna() | (a < 0) | np.isinf(a)].iloc[0]
+        raise ValueError(f"age must be non-negative finite numbers without missing values, got {bad!r}")
     return pd.cut(a, AGE_BINS, right=False, labels=AGE_LABELS)
 
 
@@ -29,13 +37,23 @@ def genre_matrix(items: pd.DataFrame, item_ids=None) -> tuple[np.ndarray, list[s
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    if not {"item_id", "genres"} <= set(items.columns):
-        raise ValueError("items must have 'item_id' and 'genres' (list of str) columns")
+    _checks.columns("items", items, ["item_id", "genres"])
+    for i, gs in zip(items.item_id, items.genres):
+        # a str would be iterated letter by letter ("Action|Crime" -> A, c, t, ...): refuse it
+        if isinstance(gs, (str, bytes)) or not isinstance(gs, (list, tuple, np.ndarray)) \
+                or not all(isinstance(g, str) for g in gs):
+            raise TypeError(f"items['genres'] must hold a list of str per item, got {_checks.describe(gs)} "
+                            f"for item {i!r}; split a 'A|B' string into a list first")
     names = sorted({g for gs in items.genres for g in gs})
     col = {g: j for j, g in enumerate(names)}
     by_id = dict(zip(items.item_id, items.genres))
     ids = items.item_id.to_numpy() if item_ids is None else np.asarray(item_ids)
-    unknown = [i for i in ids[:1000] if i not in by_id]
+    if ids.ndim != 1:
+        raise ValueError(f"item_ids must be 1-D, got {_checks.describe(ids)}")
+    try:
+        unknown = [i for i in ids if i not in by_id]
+    except TypeError:  # an unhashable id
+        raise TypeError(f"item_ids must hold item ids, got {_checks.describe(ids)}") from None
     if unknown:
         raise ValueError(f"item_ids has ids missing from items, e.g. {unknown[:5]}")
     out = np.zeros((len(ids), len(names)), dtype=np.float32)
@@ -51,8 +69,13 @@ def user_features(users: pd.DataFrame, user_ids=None) -> pd.DataFrame:
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     need = {"user_id", "age", "gender", "occupation", "zip_code"}
-    if not need <= set(users.columns):
-        raise ValueError(f"users must have columns {sorted(need)}")
+    _checks.columns("users", users, sorted(need))
+    if users.user_id.duplicated().any():
+        dup = users.user_id[users.user_id.duplicated()].unique()[:5].tolist()
+        raise ValueError(f"users repeats user_id values, e.g. {dup}; expected one row per user")
+    age_bucket(users.age.to_numpy())  # bad ages raise here, naming age, before astype(int) would
+    if not (pd.api.types.is_object_dtype(users.zip_code) or pd.api.types.is_string_dtype(users.zip_code)):
+        raise TypeError(f"users['zip_code'] must hold str zip codes, got dtype {users.zip_code.dtype}")
     df = users.set_index("user_id")
     if user_ids is not None:
         missing = pd.Index(user_ids).difference(df.index)
@@ -74,8 +97,12 @@ def context_features(interactions: pd.DataFrame) -> pd.DataFrame:
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    if "timestamp" not in interactions.columns:
-        raise ValueError("interactions must have a 'timestamp' column (Unix seconds)")
+    _checks.columns("interactions", interactions, ["timestamp"])
+    ts = interactions.timestamp
+    if ts.dtype == bool or not pd.api.types.is_numeric_dtype(ts):
+        raise TypeError(f"interactions['timestamp'] must hold Unix seconds (numbers), got dtype {ts.dtype}")
+    if not np.isfinite(ts.to_numpy(dtype=np.float64, na_value=np.nan)).all():
+        raise ValueError("interactions['timestamp'] holds NaN or inf; expected finite Unix seconds")
     out = interactions.copy()
     t = pd.to_datetime(out.timestamp, unit="s", utc=True)
     out["datetime"] = t

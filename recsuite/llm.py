@@ -4,6 +4,9 @@ Two backends. ``"template"`` (the default) is deterministic and offline: statist
 (top genres, typical decade, most recent titles) poured into a template. ``"hf"`` asks a Hugging Face causal
 language model of the user's choosing (``HFGenerator``) to write the profile from a prompt, decoding greedily
 so that the same prompt and model always give the same text, and caches every text with its prompt.
+``user_vectors`` turns a protocol's histories into user vectors of either kind: the mean of the history's
+item vectors (``recsuite.semantic``) or the encoded profile text. The dependency is one-way: ``llm`` uses
+``semantic``, never the reverse.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsuite.semantic import _device, _quiet_transformers, _MODELS, _LOCK, model_identity
+from recsuite import _checks, semantic
+from recsuite.encoders import DEFAULT_MODEL, cached_model, model_identity, precision, quiet_transformers, resolve_device
 
 # MovieLens genre names as they read in a sentence ("watches mostly sci-fi and thrillers").
 GENRE_PHRASES = {
@@ -68,9 +72,7 @@ PROMPT_TEMPLATE = (
 
 
 def _item_label(title, year) -> str:
-    from recsuite.semantic import _natural_title
-
-    title = _natural_title(str(title))
+    title = semantic.natural_title(title)
     return title if pd.isna(year) else f"{title} ({int(year)})"
 
 
@@ -88,6 +90,17 @@ def _article(phrase: str) -> str:
     return "An" if phrase[:1].lower() in "aeiou" else "A"
 
 
+def _check_ages(name: str, ages) -> None:
+    # An age reads as "24-year-old": a fraction, a negative or a word would be written wrongly or crash.
+    for age in ages:
+        if age is None or (np.ndim(age) == 0 and pd.isna(age)):
+            continue
+        if isinstance(age, (bool, np.bool_)) or not isinstance(age, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} age must be a whole number of years or NA, got {_checks.describe(age)}")
+        if not float(age).is_integer() or not 0 <= age <= 150:
+            raise ValueError(f"{name} age must be a whole number of years in [0, 150] or NA, got {age!r}")
+
+
 def _person(age, occupation) -> str:
     occ = OCCUPATION_PHRASES.get(occupation, occupation) if isinstance(occupation, str) else "person"
     phrase = occ if age is None or pd.isna(age) else f"{int(age)}-year-old {occ}"
@@ -99,6 +112,15 @@ def _history_stats(inter: pd.DataFrame, items: pd.DataFrame, top_genres: int, ma
     if not {"item_id", "title", "year", "genres"} <= set(items.columns):
         raise ValueError(f"items_df must have columns item_id, title, year, genres; got {list(items.columns)}")
     meta = items.drop_duplicates("item_id").set_index("item_id")
+    titles = meta["title"]
+    missing_title = titles.isna() | ~titles.map(lambda t: isinstance(t, str) and bool(t.strip()))
+    if missing_title.any():
+        raise ValueError(
+            f"items_df has missing or non-str titles, e.g. item_id {missing_title[missing_title].index[:5].tolist()}; "
+            "expected a title for every item"
+        )
+    genres = [semantic.genre_list(g, f"items_df genres of item_id {i}") for i, g in meta["genres"].items()]
+    meta = meta.assign(genres=pd.Series(genres, index=meta.index, dtype=object))
     missing = pd.Index(inter["item_id"].unique()).difference(meta.index)
     if len(missing):
         raise ValueError(f"interactions_df has item_ids missing from items_df, e.g. {missing[:5].tolist()}")
@@ -153,10 +175,24 @@ def _compose(fields: dict, template: str, empty_template: str) -> str:
     return (template if fields["n"] > 0 else empty_template).format(**fields)
 
 
-def _check_max(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+def _check_templates(template, empty_template) -> None:
+    import string
+
+    for name, value in (("template", template), ("empty_template", empty_template)):
+        _checks.text(name, value)
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as err:
+            raise ValueError(f"{name} must be a valid format string, got {value!r} ({err})") from None
+        unknown = fields - _PROFILE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"{name} uses unknown fields {sorted(unknown)}; expected fields from {sorted(_PROFILE_FIELDS)}"
+            )
+
+
+_PROFILE_FIELDS = {"person", "age", "gender", "occupation", "n", "n_items", "top_genres", "top_genres_raw",
+                   "decade", "recent", "history"}
 
 
 def profile_text(
@@ -178,11 +214,13 @@ def profile_text(
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     if not isinstance(user_row, (dict, pd.Series)):
-        raise ValueError(f"user_row must be a dict or pandas Series, got {type(user_row).__name__}")
-    if not isinstance(history_items_df, pd.DataFrame):
-        raise ValueError(f"history_items_df must be a pandas DataFrame, got {type(history_items_df).__name__}")
-    max_recent, top_genres = _check_max("max_recent", max_recent), _check_max("top_genres", top_genres)
+        raise TypeError(f"user_row must be a dict or pandas Series, got {_checks.describe(user_row)}")
+    _checks.columns("history_items_df", history_items_df, ["title", "year", "genres"])
+    _check_templates(template, empty_template)
+    max_recent = _checks.positive_int("max_recent", max_recent)
+    top_genres = _checks.positive_int("top_genres", top_genres)
     user = dict(user_row)
+    _check_ages("user_row", [user.get("age")])
     hist = history_items_df
     if "item_id" not in hist.columns:
         hist = hist.assign(item_id=np.arange(len(hist)))
@@ -217,19 +255,26 @@ def profile_texts(
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
-    for name, df, cols in (
-        ("users_df", users_df, {"user_id"}),
-        ("interactions_df", interactions_df, {"user_id", "item_id", "timestamp"}),
-        ("items_df", items_df, {"item_id", "title", "year", "genres"}),
-    ):
-        if not isinstance(df, pd.DataFrame) or not cols <= set(df.columns):
-            got = list(df.columns) if isinstance(df, pd.DataFrame) else type(df).__name__
-            raise ValueError(f"{name} must be a DataFrame with columns {sorted(cols)}, got {got}")
-    if backend not in ("template", "hf"):
-        raise ValueError(f"backend must be 'template' or 'hf', got {backend!r}")
+    _checks.columns("users_df", users_df, ["user_id"])
+    _checks.columns("interactions_df", interactions_df, ["user_id", "item_id", "timestamp"])
+    _checks.columns("items_df", items_df, ["item_id", "title", "year", "genres"])
+    _checks.one_of("backend", backend, ("template", "hf"))
+    if backend == "hf" and generator is None:
+        raise ValueError("backend='hf' needs generator=HFGenerator(...), got None")
     if backend == "hf" and not isinstance(generator, HFGenerator):
-        raise ValueError(f"backend='hf' needs generator=HFGenerator(...), got {generator!r}")
-    max_recent, top_genres = _check_max("max_recent", max_recent), _check_max("top_genres", top_genres)
+        raise TypeError(f"backend='hf' needs generator=HFGenerator(...), got {_checks.describe(generator)}")
+    if backend == "template" and generator is not None:
+        raise ValueError("generator is used only with backend='hf'; pass backend='hf' or leave generator=None")
+    progress = _checks.flag("progress", progress)
+    _check_templates(template, empty_template)
+    if interactions_df[["user_id", "item_id", "timestamp"]].isna().any().any():
+        raise ValueError(
+            "interactions_df holds missing user_id, item_id or timestamp values; expected them on every row"
+        )
+    if "age" in users_df.columns:
+        _check_ages("users_df", users_df["age"])
+    max_recent = _checks.positive_int("max_recent", max_recent)
+    top_genres = _checks.positive_int("top_genres", top_genres)
     if users_df["user_id"].duplicated().any():
         raise ValueError("users_df has repeated user_id values; expected one row per user")
     stats = _history_stats(interactions_df, items_df, top_genres, max_recent)
@@ -270,12 +315,19 @@ class HFGenerator:
         use_chat_template: bool | None = None,
     ):
         self.source, self._local_dir, self.fingerprint = model_identity(model_name_or_path)
-        self.max_new_tokens = _check_max("max_new_tokens", max_new_tokens)
-        self.batch_size = _check_max("batch_size", batch_size)
-        if not isinstance(prompt_template, str) or "{" not in prompt_template:
+        cache = _checks.flag("cache", cache)
+        if use_chat_template is not None:
+            use_chat_template = _checks.flag("use_chat_template", use_chat_template)
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir must be a folder (str or path) or None, got {_checks.describe(cache_dir)}")
+        self.max_new_tokens = _checks.positive_int("max_new_tokens", max_new_tokens)
+        self.batch_size = _checks.positive_int("batch_size", batch_size)
+        _checks.text("prompt_template", prompt_template)
+        if "{" not in prompt_template:
             raise ValueError(f"prompt_template must be a format string with fields, got {prompt_template!r}")
+        _check_templates(prompt_template, EMPTY_PROFILE_TEMPLATE)
         self.prompt_template = prompt_template
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.cache = bool(cache)
         self.cache_dir = cache_dir
         self.use_chat_template = use_chat_template
@@ -287,23 +339,22 @@ class HFGenerator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         key = ("causal_lm", self.source, self.fingerprint, str(self.device))
-        with _LOCK:
-            if key not in _MODELS:
-                where = self._local_dir if Path(self.source).is_dir() else self.source
-                dtype = torch.float32
-                if self.device.type == "cuda":
-                    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                try:
-                    with _quiet_transformers():
-                        tok = AutoTokenizer.from_pretrained(where)
-                        net = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-                except (OSError, ValueError) as err:
-                    raise ValueError(
-                        f"model_name_or_path={self.source!r} could not be loaded as a causal LM: {err}"
-                    ) from None
-                net.eval().to(self.device)
-                _MODELS[key] = (tok, net)
-            return _MODELS[key]
+
+        def load():
+            where = self._local_dir if Path(self.source).is_dir() else self.source
+            dtype = torch.bfloat16 if precision(self.device) == "bf16" else torch.float32
+            try:
+                with quiet_transformers():
+                    tok = AutoTokenizer.from_pretrained(where)
+                    net = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+            except (OSError, ValueError) as err:
+                raise ValueError(
+                    f"model_name_or_path={self.source!r} could not be loaded as a causal LM: {err}"
+                ) from None
+            net.eval().to(self.device)
+            return tok, net
+
+        return cached_model(key, load)
 
     @property
     def model(self):
@@ -323,7 +374,12 @@ class HFGenerator:
     # -- prompts and cache -------------------------------------------------------------------------
     def prompt(self, fields: dict) -> str:
         """``prompt_template`` filled with one user's fields (as ``profile_texts`` computes them)."""
-        return self.prompt_template.format(**fields)
+        if not isinstance(fields, dict):
+            raise TypeError(f"fields must be a dict of a user's profile fields, got {_checks.describe(fields)}")
+        try:
+            return self.prompt_template.format(**fields)
+        except KeyError as err:
+            raise ValueError(f"fields lacks {err} that prompt_template uses; expected profile_texts' fields") from None
 
     def settings(self) -> dict:
         """Everything besides the prompt that decides the generated text; part of the cache key."""
@@ -333,7 +389,8 @@ class HFGenerator:
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
             "chat_template": self.use_chat_template,
-            "precision": "fp32" if self.device.type != "cuda" else "half",
+            # the one precision rule (encoders.precision); "half" is the name earlier caches used for bf16
+            "precision": "fp32" if precision(self.device) == "fp32" else "half",
         }
 
     def cache_path(self) -> Path:
@@ -352,10 +409,25 @@ class HFGenerator:
             data = json.loads(self.cache_path().read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return data.get("entries", {}) if data.get("settings") == self.settings() else {}
+        if not isinstance(data, dict) or data.get("settings") != self.settings():
+            return {}
+        entries = data.get("entries", {})
+        if not isinstance(entries, dict):
+            return {}
+        # keep only well-formed entries: a damaged one is generated again
+        return {k: e for k, e in entries.items() if isinstance(e, dict) and isinstance(e.get("text"), str)}
 
     def _write(self, entries: dict) -> None:
         path = self.cache_path()
+        try:
+            self._write_file(path, entries)
+        except OSError as err:  # a read-only or full folder: the texts are still good, only not kept
+            import warnings
+
+            warnings.warn(f"could not write the profile cache {path} ({err.__class__.__name__}: {err}); the texts "
+                          "are returned but will be generated again next time", RuntimeWarning, stacklevel=3)
+
+    def _write_file(self, path: Path, entries: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"settings": self.settings(), "entries": entries}, indent=1, ensure_ascii=False)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
@@ -426,10 +498,8 @@ class HFGenerator:
 
         Introduced in notebooks/02_llm_semantic_features.ipynb
         """
-        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts:
-            raise ValueError(f"prompts must be a non-empty list of str, got {type(prompts).__name__}")
-        if not all(isinstance(p, str) for p in prompts):
-            raise ValueError("prompts must contain only str")
+        prompts = _checks.texts("prompts", prompts)
+        progress = _checks.flag("progress", progress)
         entries = self._read() if self.cache else {}
         keys = [hashlib.sha256(p.encode("utf-8")).hexdigest() for p in prompts]
         todo = list(dict.fromkeys(k for k in keys if k not in entries))
@@ -449,3 +519,76 @@ class HFGenerator:
 
     def __repr__(self) -> str:
         return f"HFGenerator({self.source!r}, max_new_tokens={self.max_new_tokens}, device={str(self.device)!r})"
+
+
+# ----------------------------------------------------------------------------------------------- user vectors
+
+USER_KINDS = ("item-profile", "text-profile")
+
+
+def user_vectors(
+    eval_set: str,
+    kind: str = "item-profile",
+    template: str = semantic.DEFAULT_TEMPLATE,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    center: bool = semantic.DEFAULT_CENTER,
+    protocol=None,
+    data=None,
+    generator=None,
+    device="auto",
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Float32 ``(n_users, d)`` user vectors for ranking ``eval_set``, built only from that set's history.
+
+    ``kind="item-profile"``: ``semantic.user_profiles`` of ``protocol.history(eval_set)`` over
+    ``semantic.item_vectors(template, model)`` (centred items when ``center``). ``kind="text-profile"``: the
+    ``profile_texts`` text of each user over ``protocol.history_frame(eval_set)`` (template backend, or
+    ``generator``'s Hugging Face model when given), encoded with ``model``, centred with the profiles' own
+    mean when ``center``. Rows follow ``protocol.index.user_ids``. Rank with ``user_vectors(...) @ V.T`` where
+    ``V = semantic.center(semantic.item_vectors())`` if ``center`` else ``semantic.item_vectors()``
+    (``semantic.cosine_scores``/``semantic.content_scores`` do exactly this). Everything expensive goes
+    through the disk caches, so a later lesson gets the same vectors back in seconds. ``protocol`` defaults to
+    ``load_protocol()`` and ``data`` (a ``MovieLens``) to MovieLens-100K.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    from recsuite.split import EVAL_SETS
+
+    _checks.one_of("eval_set", eval_set, tuple(EVAL_SETS))
+    _checks.one_of("kind", kind, USER_KINDS)
+    center = _checks.flag("center", center)
+    if kind == "item-profile" and generator is not None:
+        raise ValueError("generator is used only with kind='text-profile'; leave it None for 'item-profile'")
+    if generator is not None and not isinstance(generator, HFGenerator):
+        raise TypeError(f"generator must be an HFGenerator or None, got {_checks.describe(generator)}")
+    from recsuite.split import Protocol, load_protocol
+
+    if protocol is None:
+        protocol = load_protocol()
+    elif not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a recsuite.split.Protocol or None, got {_checks.describe(protocol)}")
+    if data is None:
+        from recsuite.data import load_movielens_100k
+
+        data = load_movielens_100k()
+    if kind == "item-profile":
+        v = semantic.item_vectors(
+            template, model, protocol.index, data.items, device=device, progress=progress, cache_dir=cache_dir
+        )
+        return semantic.user_profiles(protocol.history(eval_set), v, center=center)
+
+    users = data.users
+    if not isinstance(users, pd.DataFrame) or "user_id" not in users.columns:
+        raise ValueError("data.users must be a DataFrame with a user_id column")
+    users = users.drop_duplicates("user_id").set_index("user_id")
+    missing = pd.Index(protocol.index.user_ids).difference(users.index)
+    if len(missing):
+        raise ValueError(f"data.users lacks users of the protocol's index, e.g. {missing[:5].tolist()}")
+    users = users.loc[protocol.index.user_ids].reset_index()
+    backend = "template" if generator is None else "hf"
+    texts = profile_texts(
+        users, protocol.history_frame(eval_set), data.items, backend=backend, generator=generator, progress=progress
+    )
+    t = semantic.encode_texts(texts.tolist(), model, device=device, progress=progress, cache_dir=cache_dir)
+    return semantic.center(t) if center else t

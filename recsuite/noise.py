@@ -112,6 +112,11 @@ class Expect:
         """Print the setting a rule chose; raise ``ExpectationError`` when it is not ``expected``."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
+        for what, v in (("chosen", chosen), ("expected", expected)):
+            try:
+                as_json(v)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{what} of check {name!r}: {err}") from None
         ok = as_json(chosen) == as_json(expected)
         _log({"notebook": self.notebook, "name": name, "value": as_json(chosen), "expected": as_json(expected),
               "ok": ok})

@@ -7,7 +7,8 @@ items are (rows are normalised here; a zero vector has cosine 0 to every other i
 returns an int64 (n_users, k) array of item indices, best first.
 
 Scores are used as given, never rescaled: MMR mixes a score with a cosine and DPP exponentiates it, so
-the scale of the scores sets the trade-off. ``minmax_scores`` / ``zscore_scores`` rescale explicitly.
+the scale of the scores sets the trade-off. ``recsuite.fusion.normalize_scores(cand_scores, "minmax")`` rescales
+explicitly (a constant row maps to 0.5, which changes no re-ranker's choice: a constant shift per user moves no argmax).
 Equal values of a greedy objective go to the earlier candidate (lower column), so the result is
 deterministic; candidates are usually sorted by score, so that is also the better-scored one.
 
@@ -22,20 +23,21 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from recsuite import _checks as C
+from recsuite._rows import unit_rows
+
 __all__ = [
     "OBJECTIVES",
     "calibrate",
     "calibration_kl",
-    "candidates",
     "dpp",
     "dpp_single",
     "maxsum",
-    "minmax_scores",
     "mmr",
     "pareto_front",
     "scalarize",
+    "shortlist",
     "sort_by_score",
-    "zscore_scores",
 ]
 
 #: Objectives that ``scalarize`` can weigh, and what each one needs besides the scores.
@@ -68,51 +70,25 @@ _CACHE_BYTES = 2**19
 
 # -- validation ---------------------------------------------------------------------------------------
 def _check_k(k, width: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    k = C.positive_int("k", k)
     if k > width:
         raise ValueError(f"k={k} is larger than the number of candidates M={width}; expected k <= M")
-    return int(k)
-
-
-def _check_unit_interval(name: str, value, *, closed_right: bool = True) -> float:
-    ok_type = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    hi = "1]" if closed_right else "1)"
-    if not ok_type or not np.isfinite(value) or value < 0 or (value > 1 if closed_right else value >= 1):
-        raise ValueError(f"{name} must be a number in [0, {hi}, got {value!r}")
-    return float(value)
-
-
-def _check_matrix(name: str, x, *, nonnegative: bool = False) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ValueError(f"{name} must be numeric (int or float), got dtype {a.dtype}")
-    a = a.astype(np.float64)  # always a copy: callers' arrays are never modified
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} holds NaN or inf; expected finite values")
-    if nonnegative and a.size and a.min() < 0:
-        raise ValueError(f"{name} holds a negative value ({a.min():g}); expected non-negative values")
-    return a
+    return k
 
 
 def _check_candidates(cand_items, cand_scores, k, n_items: int | None):
     """Validated (items int64, scores float64, k); n_items=None skips the range check."""
     items = np.asarray(cand_items)
+    if items.dtype == bool or not np.issubdtype(items.dtype, np.integer):
+        raise TypeError(f"cand_items must hold integer item indices, got {C.describe(items)}")
     if items.ndim != 2:
         raise ValueError(f"cand_items must be a 2-D array (n_users, M), got shape {items.shape}")
-    if not np.issubdtype(items.dtype, np.integer):
-        raise ValueError(f"cand_items must hold integer item indices, got dtype {items.dtype}")
-    scores = np.asarray(cand_scores)
+    scores = C.array("cand_scores", cand_scores, ndim=2, dtype=np.float64, finite=False)
     if scores.shape != items.shape:
         raise ValueError(f"cand_scores must have the shape of cand_items {items.shape}, got {scores.shape}")
-    if not (np.issubdtype(scores.dtype, np.integer) or np.issubdtype(scores.dtype, np.floating)):
-        raise ValueError(f"cand_scores must be numeric, got dtype {scores.dtype}")
     if items.shape[1] == 0:
         raise ValueError("cand_items has no candidates (M = 0); expected M >= 1")
     k = _check_k(k, items.shape[1])
-    scores = scores.astype(np.float64)
     if not np.isfinite(scores).all():
         bad = np.argwhere(~np.isfinite(scores))[0]
         raise ValueError(f"cand_scores holds NaN or inf (first at user row {bad[0]}, candidate {bad[1]}); "
@@ -131,20 +107,12 @@ def _check_candidates(cand_items, cand_scores, k, n_items: int | None):
     return items, scores, k
 
 
-def _unit_rows(name: str, vectors) -> np.ndarray:
-    v = _check_matrix(name, vectors)
-    sq = np.einsum("ij,ij->i", v, v)
-    if not np.isfinite(sq).all():  # entries beyond ~1e154 overflow the squares; cosine ignores the scale
-        v /= np.maximum(np.abs(v).max(axis=1, keepdims=True), np.finfo(float).tiny)
-        sq = np.einsum("ij,ij->i", v, v)
-    norm = np.sqrt(sq)
-    norm[norm == 0] = 1.0  # a zero vector stays zero: cosine 0 to every other item, never NaN
-    v /= norm[:, None]
-    return v
+def _unit_vectors(name: str, vectors) -> np.ndarray:
+    return unit_rows(C.array(name, vectors, ndim=2))  # float64, as before
 
 
 def _distribution_rows(name: str, x) -> np.ndarray:
-    a = _check_matrix(name, x, nonnegative=True)
+    a = C.array(name, x, ndim=2, nonnegative=True)
     total = a.sum(axis=1, keepdims=True)
     return np.divide(a, total, out=np.zeros_like(a), where=total > 0)
 
@@ -195,20 +163,20 @@ def _blocks(n_users: int, size: int):
 
 
 # -- candidates and fronts ---------------------------------------------------------------------------
-def candidates(scores, m: int, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+def shortlist(scores, m: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
     """The M best items per user of a users x items score matrix, and their scores: the re-rankers' input.
 
     ``exclude`` (users x items sparse, e.g. the history) and ``allowed`` (boolean (n_items,) catalogue mask)
     mask items exactly as ``recsuite.metrics.topk_from_scores``, which picks the lists (best first, equal
     scores by item index). Returns ``cand_items`` int64 (n_users, m) and ``cand_scores`` float64 (n_users, m),
-    the scores unchanged (rescale them with ``minmax_scores`` where the re-ranker needs it).
+    the scores unchanged (rescale them with ``recsuite.fusion.normalize_scores(cand_scores, "minmax")`` where the
+    re-ranker needs it).
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
     from recsuite.metrics import topk_from_scores
 
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m must be a positive int, got {m!r}")
+    m = C.positive_int("m", m)
     s = np.asarray(scores)
     items = topk_from_scores(s, m, exclude=exclude, allowed=allowed)  # validates scores and both masks
     n_users, n_items = s.shape
@@ -235,7 +203,7 @@ def pareto_front(objectives) -> np.ndarray:
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
-    x = _check_matrix("objectives", objectives)
+    x = C.array("objectives", objectives, ndim=2)
     if x.shape[1] == 0:
         raise ValueError(f"objectives must have at least one column, got shape {x.shape}")
     ge = (x[None, :, :] >= x[:, None, :]).all(axis=2)  # ge[i, j]: j is >= i everywhere
@@ -261,6 +229,12 @@ def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
         raise ValueError(f"topk has {top.shape[0]} user rows but cand_items has {items.shape[0]}; expected the same users")
     top = top.astype(np.int64)
     n_users, k = top.shape
+    if k > 1:
+        srt = np.sort(top, axis=1)
+        rep = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if rep.any():
+            raise ValueError(f"topk repeats an item within a row (first in row {int(np.argmax(rep))}); expected "
+                             "distinct items per user, as every re-ranker returns")
     out = np.empty_like(top)
     size = max(1, _BLOCK_BYTES // max(1, k * items.shape[1]))  # the (B, k, M) match array is bool
     for rows in _blocks(n_users, size):
@@ -275,34 +249,6 @@ def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
         order = np.lexsort((pos, -s), axis=1)  # by score, best first; equal scores by candidate position
         out[rows] = np.take_along_axis(top[rows], order, axis=1)
     return out
-
-
-# -- score rescaling ----------------------------------------------------------------------------------
-def minmax_scores(cand_scores) -> np.ndarray:
-    """Rescale each user's scores to [0, 1]: (s − min) / (max − min); a constant row becomes 0.
-
-    MMR adds a score to a cosine and DPP exponentiates it, so the score's scale is part of the
-    trade-off; rescaling per user makes ``lam``/``theta`` mean the same for every user.
-
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
-    """
-    s = _check_matrix("cand_scores", cand_scores)
-    if s.size == 0:
-        return s
-    lo, hi = s.min(axis=1, keepdims=True), s.max(axis=1, keepdims=True)
-    return np.divide(s - lo, hi - lo, out=np.zeros_like(s), where=hi > lo)
-
-
-def zscore_scores(cand_scores) -> np.ndarray:
-    """Standardise each user's scores: (s − mean) / std; a constant row becomes 0.
-
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
-    """
-    s = _check_matrix("cand_scores", cand_scores)
-    if s.size == 0:
-        return s
-    mu, sd = s.mean(axis=1, keepdims=True), s.std(axis=1, keepdims=True)
-    return np.divide(s - mu, sd, out=np.zeros_like(s), where=sd > 0)
 
 
 def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
@@ -343,9 +289,9 @@ def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
-    unit = _unit_rows("item_vectors", item_vectors)
+    unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
-    lam = _check_unit_interval("lam", lam)
+    lam = C.number("lam", lam, low=0.0, high=1.0)
     return _greedy_by_cosine(items, scores, unit, k,
                              gain=lambda s, max_sim, t: lam * s - (1.0 - lam) * max_sim,
                              update=lambda max_sim, sim, t: sim if t == 0 else np.maximum(max_sim, sim))
@@ -365,9 +311,9 @@ def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndar
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
-    unit = _unit_rows("item_vectors", item_vectors)
+    unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
-    lam = _check_unit_interval("lam", lam)
+    lam = C.number("lam", lam, low=0.0, high=1.0)
     # the state is, per candidate, the sum over the chosen j of 1 - cos(i, j); over t chosen, its mean distance
     return _greedy_by_cosine(items, scores, unit, k,
                              gain=lambda s, distance, t: (1.0 - lam) * s + lam * distance / t,
@@ -376,7 +322,7 @@ def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndar
 
 # -- DPP ----------------------------------------------------------------------------------------------
 def _dpp_alpha(theta) -> float:
-    theta = _check_unit_interval("theta", theta, closed_right=False)
+    theta = C.number("theta", theta, low=0.0, high=1.0, high_open=True)
     return theta / (2.0 * (1.0 - theta))
 
 
@@ -401,7 +347,7 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
-    unit = _unit_rows("item_vectors", item_vectors)
+    unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
     alpha = _dpp_alpha(theta)
     n_users, m = items.shape
@@ -466,7 +412,7 @@ def dpp_single(items, scores, item_vectors, k: int, theta: float) -> np.ndarray:
     items2, scores2, k = _check_candidates(items[None], scores[None], k, v.shape[0])
     items, s = items2[0], scores2[0]
     alpha = _dpp_alpha(theta)
-    vec = _unit_rows("item_vectors", v[items])  # only this user's rows are read (and checked)
+    vec = _unit_vectors("item_vectors", v[items])  # only this user's rows are read (and checked)
     q = _quality(s, alpha)
     d2 = q * q
     c = np.zeros((k, len(items)))
@@ -500,13 +446,6 @@ def _check_genres(item_genres, user_genre_dist, n_users: int):
     return g, p
 
 
-def _check_alpha(alpha) -> float:
-    a = _check_unit_interval("alpha", alpha)
-    if a == 0:
-        raise ValueError("alpha must be in (0, 1], got 0; alpha > 0 keeps KL(p || q~) finite")
-    return a
-
-
 def _kl(p: np.ndarray, plogp: np.ndarray, gsum: np.ndarray, alpha: float) -> np.ndarray:
     """KL(p || (1−α)q + αp), q = gsum normalised over the genres; p broadcasts against gsum (..., G)."""
     total = gsum.sum(axis=-1, keepdims=True)
@@ -531,11 +470,11 @@ def calibrate(cand_items, cand_scores, item_genres, user_genre_dist, k: int, lam
 
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
-    g = _check_matrix("item_genres", item_genres)
+    g = C.array("item_genres", item_genres, ndim=2)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, g.shape[0])
     genres, p = _check_genres(item_genres, user_genre_dist, items.shape[0])
-    lam = _check_unit_interval("lam", lam)
-    alpha = _check_alpha(alpha)
+    lam = C.number("lam", lam, low=0.0, high=1.0)
+    alpha = C.number("alpha", alpha, low=0.0, high=1.0, low_open=True)  # > 0: a finite KL
     n_users, m = items.shape
     out = np.empty((n_users, k), dtype=np.int64)
     size = max(1, _BLOCK_BYTES // (m * genres.shape[1] * 8 * 3))
@@ -570,7 +509,7 @@ def calibration_kl(topk, item_genres, user_genre_dist, k: int = 10, alpha: float
         raise ValueError("topk has no columns; expected at least k")
     k = _check_k(k, top.shape[1])
     genres, p = _check_genres(item_genres, user_genre_dist, top.shape[0])
-    alpha = _check_alpha(alpha)
+    alpha = C.number("alpha", alpha, low=0.0, high=1.0, low_open=True)  # > 0: a finite KL
     top = top[:, :k].astype(np.int64)
     if top.size and (top.min() < 0 or top.max() >= genres.shape[0]):
         bad = int(top.min()) if top.min() < 0 else int(top.max())
@@ -586,7 +525,13 @@ def calibration_kl(topk, item_genres, user_genre_dist, k: int = 10, alpha: float
 def _normalise_available(x: np.ndarray, taken: np.ndarray) -> np.ndarray:
     lo = np.where(taken, np.inf, x).min(axis=1, keepdims=True)
     hi = np.where(taken, -np.inf, x).max(axis=1, keepdims=True)
-    return np.divide(x - lo, hi - lo, out=np.zeros_like(x), where=hi > lo)
+    x = np.where(taken, lo, x)  # taken entries are masked by the caller; this keeps x - lo from overflowing
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = hi - lo
+    if np.isinf(span).any():  # a span beyond ~1.8e308 overflows: halve everything (same ratios), never NaN
+        x, lo, hi = x / 2, lo / 2, hi / 2
+        span = hi - lo
+    return np.divide(x - lo, span, out=np.zeros_like(x), where=hi > lo)
 
 
 def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_popularity=None,
@@ -607,7 +552,7 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
     unknown = [name for name in weights if name not in OBJECTIVES]
     if unknown:
         raise ValueError(f"weights names unknown objective(s) {unknown}; expected names from {list(OBJECTIVES)}")
-    w = {name: _check_weight(name, value) for name, value in weights.items()}
+    w = {name: C.number(f"weights[{name!r}]", value, low=0.0) for name, value in weights.items()}
     w = {name: value for name, value in w.items() if value > 0}
     if not w:
         raise ValueError(f"weights are all zero, got {dict(weights)}; expected at least one positive weight")
@@ -621,7 +566,7 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
     sizes = []
     unit = pop_info = genres = p = None
     if "diversity" in w:
-        unit = _unit_rows("item_vectors", item_vectors)
+        unit = _unit_vectors("item_vectors", item_vectors)
         sizes.append(unit.shape[0])
     if "novelty" in w:
         pop = np.asarray(item_popularity)
@@ -633,7 +578,7 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
         pop_info = -np.log2((pop + 1.0) / (pop.sum() + len(pop)))
         sizes.append(len(pop))
     if "calibration" in w:
-        genres = _check_matrix("item_genres", item_genres)
+        genres = C.array("item_genres", item_genres, ndim=2)
         sizes.append(genres.shape[0])
     if len(set(sizes)) > 1:
         raise ValueError(f"item arrays disagree on n_items: {sizes} rows (item_vectors, item_popularity, "
@@ -685,10 +630,3 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
             if genres is not None:
                 gsum += gc[ar, pos]
     return out
-
-
-def _check_weight(name: str, value) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value < 0:
-        raise ValueError(f"weights[{name!r}] must be a finite non-negative number, got {value!r}")
-    return float(value)

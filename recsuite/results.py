@@ -5,6 +5,7 @@ Every lesson records its models here with ``record``; ``make run`` renders ``bui
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -13,13 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsuite import _checks
+from recsuite.metrics import RANKING
+from recsuite.split import EVAL_SETS
+
 FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned")
-EVAL_SETS = ("valid", "test", "cold_test")
-RANKING_KEYS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 
 
 def results_path(path: str | Path | None = None) -> Path:
     if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or Path or None, got {_checks.describe(path)}")
         return Path(path)
     env = os.environ.get("RECSUITE_RESULTS")
     if env:
@@ -68,21 +73,25 @@ def record(
 
     ``metrics`` must contain the ranking metrics at ``k`` (``ndcg@10`` ...). ``extra`` keys (e.g.
     ``recbole_eval``) are stored beside them. The file is rewritten atomically (temp file + rename), so
-    an interrupted lesson never leaves it half-written.
+    an interrupted lesson never leaves it half-written, under a lock on ``<file>.lock`` so concurrent
+    writers lose no rows.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    if eval_set not in EVAL_SETS:
-        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+    notebook = _checks.text("notebook", notebook)
+    model = _checks.text("model", model)
+    _checks.one_of("family", family, FAMILIES)
+    _checks.one_of("eval_set", eval_set, EVAL_SETS)
+    k = _checks.positive_int("k", k)
     if not isinstance(metrics, dict):
-        raise ValueError(f"metrics must be a dict, got {type(metrics).__name__}")
-    missing = [f"{m}@{k}" for m in RANKING_KEYS if f"{m}@{k}" not in metrics]
+        raise TypeError(f"metrics must be a dict name -> number, got {_checks.describe(metrics)}")
+    missing = [f"{m}@{k}" for m in RANKING if f"{m}@{k}" not in metrics]
     if missing:
         raise ValueError(f"metrics lacks {missing}; compute them with recsuite.metrics.evaluate(..., k={k})")
-    if fit_seconds is not None and (not isinstance(fit_seconds, (int, float)) or fit_seconds < 0):
-        raise ValueError(f"fit_seconds must be a non-negative number or None, got {fit_seconds!r}")
+    if fit_seconds is not None:
+        fit_seconds = _checks.number("fit_seconds", fit_seconds, low=0.0)
+    if params is not None and not isinstance(params, dict):
+        raise TypeError(f"params must be a dict or None, got {_checks.describe(params)}")
     row = _jsonable(
         {
             "notebook": str(notebook),
@@ -98,13 +107,24 @@ def record(
     )
     p = results_path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = load(p)
-    key = (row["notebook"], row["model"], row["eval_set"])
-    data["runs"] = [r for r in data["runs"] if (r["notebook"], r["model"], r["eval_set"]) != key] + [row]
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".results-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, p)
+    # Read-modify-write under an exclusive lock on a sibling file, so concurrent writers (two lessons,
+    # two processes) each see the other's rows; the rename keeps readers from ever seeing half a file.
+    with open(p.with_name(p.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            data = load(p)
+            key = (row["notebook"], row["model"], row["eval_set"])
+            data["runs"] = [r for r in data["runs"] if (r["notebook"], r["model"], r["eval_set"]) != key] + [row]
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".results-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(data, fh, indent=1)
+                os.replace(tmp, p)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return row
 
 
@@ -113,6 +133,8 @@ def table(path: str | Path | None = None, eval_set: str | None = None) -> pd.Dat
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
+    if eval_set is not None:
+        _checks.one_of("eval_set", eval_set, EVAL_SETS)
     runs = load(path)["runs"]
     rows = [
         {k: r.get(k) for k in ("notebook", "model", "family", "eval_set", "fit_seconds")} | r["metrics"]

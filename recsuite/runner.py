@@ -31,6 +31,8 @@ def _pin_kernel_to_this_env(tmp: Path) -> str:
 
 def parse_param(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` -> (NAME, value); VALUE is a Python literal (``1``, ``0.5``, ``'cpu'``, ``None``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str NAME=VALUE, got {type(text).__name__} {text!r}"[:200])
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier() or not name.isupper():
@@ -43,14 +45,47 @@ def parse_param(text: str) -> tuple[str, object]:
 
 def knob_names(source: str) -> set[str]:
     """The names a parameters cell assigns (``A = 1`` and ``A, B = 1, 2``)."""
+    if not isinstance(source, str):
+        raise TypeError(f"source must be the str source of a parameters cell, got {type(source).__name__}")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ValueError(f"source must be valid Python, got a syntax error at line {err.lineno}: {err.msg}") from None
     names = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 for n in ast.walk(target):
                     if isinstance(n, ast.Name):
                         names.add(n.id)
     return names
+
+
+def _parameter_dict(parameters, none_ok: bool = True) -> dict:
+    if parameters is None and none_ok:
+        return {}
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict NAME -> value, got {type(parameters).__name__}")
+    bad = [n for n in parameters if not isinstance(n, str) or not n.isidentifier()]
+    if bad:
+        raise ValueError(f"parameters must be keyed by knob names (identifiers), got {bad[0]!r}")
+    for n, v in parameters.items():  # the value is written into the notebook as repr(v): it must read back
+        try:
+            ok = ast.literal_eval(repr(v)) == v
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            ok = False
+        if not ok:
+            raise ValueError(f"parameters[{n!r}] must be a Python literal (1, 0.5, 'text', None), got {repr(v)[:80]}")
+    return parameters
+
+
+def _notebook_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
+        raise TypeError(f"paths must be a list of notebook paths, got {type(paths).__name__}")
+    bad = [p for p in paths if not isinstance(p, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"paths must hold notebook paths (str or Path), got {type(bad[0]).__name__}")
+    return [Path(p) for p in paths]
 
 
 def _parameters_cell(nb) -> int | None:
@@ -65,6 +100,9 @@ def inject_parameters(nb, parameters: dict) -> dict:
     """
     import nbformat
 
+    _parameter_dict(parameters, none_ok=False)
+    if not hasattr(nb, "cells"):
+        raise TypeError(f"nb must be a notebook read with nbformat.read(..., as_version=4), got {type(nb).__name__}")
     at = _parameters_cell(nb)
     if at is None or not parameters:
         return {}
@@ -79,6 +117,8 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
     """Raise ValueError when a parameter is a knob of none of the notebooks."""
     import nbformat
 
+    paths = _notebook_paths(paths)
+    _parameter_dict(parameters, none_ok=False)
     knobs = set()
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -96,6 +136,17 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
+    paths = _notebook_paths(paths)
+    parameters = _parameter_dict(parameters)
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be None or a folder (str or Path), got {type(out_dir).__name__}")
+    out_dir = None if out_dir is None else Path(out_dir)
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise TypeError(f"timeout must be an int number of seconds per cell, got {type(timeout).__name__} {timeout!r}")
+    if timeout < 1:
+        raise ValueError(f"timeout must be a positive number of seconds per cell, got {timeout!r}")
+    if not isinstance(allow_errors, bool):
+        raise TypeError(f"allow_errors must be True or False, got {allow_errors!r}")
     check_parameters(paths, parameters or {})
     timings = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a knob of the parameters cell, e.g. --param SEED=1 (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default build/notebooks)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv)):
+        raise TypeError(f"argv must be None or a list of str, got {argv!r}"[:200])
     args = parser.parse_args(argv)
     try:
         parameters = dict(parse_param(p) for p in args.param)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsuite import _checks
 from recsuite import metrics as M
 
 EVAL_SETS = ("valid", "test", "cold_test")
@@ -28,11 +31,26 @@ _COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
 
 def _check_interactions(interactions: pd.DataFrame, name: str = "interactions") -> None:
-    if not isinstance(interactions, pd.DataFrame):
-        raise ValueError(f"{name} must be a pandas DataFrame, got {type(interactions).__name__}")
-    missing = [c for c in _COLUMNS if c not in interactions.columns]
-    if missing:
-        raise ValueError(f"{name} must have columns {_COLUMNS}, missing {missing}")
+    _checks.columns(name, interactions, _COLUMNS)
+    for col in ("user_id", "item_id"):
+        v = interactions[col]
+        if v.dtype == bool or not pd.api.types.is_integer_dtype(v.dtype):
+            raise TypeError(
+                f"{name}[{col!r}] must hold integer ids (a saved protocol stores them as int64), got dtype {v.dtype}; "
+                "map string or float ids to integers first"
+            )
+    if interactions["timestamp"].isna().any():
+        bad = int(interactions["timestamp"].isna().sum())
+        raise ValueError(f"{name}.timestamp holds {bad} missing (NaN) values; a temporal split needs every time")
+
+
+def _check_extra_ids(name: str, ids):
+    if ids is None:
+        return None
+    a = np.asarray(ids)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer) or a.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D sequence of integer ids, got {_checks.describe(a)}")
+    return a
 
 
 def temporal_user_split(
@@ -76,8 +94,8 @@ def cold_item_split(
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     _check_interactions(interactions)
-    if not (isinstance(frac, (int, float)) and 0 < frac < 1):
-        raise ValueError(f"frac must be a number in (0, 1), got {frac!r}")
+    frac = _checks.number("frac", frac, low=0.0, high=1.0, low_open=True, high_open=True)
+    seed = _checks.seed(seed)
     items = np.unique(interactions.item_id.to_numpy())
     n_cold = max(1, int(round(frac * len(items))))
     cold_items = np.random.default_rng(seed).choice(items, size=n_cold, replace=False)
@@ -97,7 +115,8 @@ class IndexMap:
 
     @classmethod
     def from_ids(cls, user_ids, item_ids) -> "IndexMap":
-        return cls(np.unique(np.asarray(user_ids)), np.unique(np.asarray(item_ids)))
+        """An index over the distinct ids; they must be integers, which is what ``save``/``load`` round-trip."""
+        return cls(np.unique(_check_extra_ids("user_ids", user_ids)), np.unique(_check_extra_ids("item_ids", item_ids)))
 
     @property
     def n_users(self) -> int:
@@ -137,9 +156,11 @@ def to_csr(df: pd.DataFrame, n_users: int, n_items: int, values: str | None = No
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    for col in ("user_idx", "item_idx"):
-        if col not in df.columns:
-            raise ValueError(f"df must have a {col!r} column (add indices with Protocol/IndexMap first)")
+    _checks.columns("df", df, ["user_idx", "item_idx"] + ([] if values is None else [values]))
+    n_users = _checks.positive_int("n_users", n_users)
+    n_items = _checks.positive_int("n_items", n_items)
+    _checks.indices("df['user_idx']", df.user_idx.to_numpy(), n_users, what="user")
+    _checks.indices("df['item_idx']", df.item_idx.to_numpy(), n_items, what="item")
     data = np.ones(len(df), np.float32) if values is None else df[values].to_numpy(np.float32)
     m = sp.csr_matrix((data, (df.user_idx.to_numpy(), df.item_idx.to_numpy())), shape=(n_users, n_items))
     m.sum_duplicates()
@@ -176,8 +197,7 @@ class Protocol:
         return np.setdiff1d(np.arange(self.n_items), self.cold_items)
 
     def frame(self, name: str) -> pd.DataFrame:
-        if name not in ("train", *EVAL_SETS):
-            raise ValueError(f"name must be one of {('train', *EVAL_SETS)}, got {name!r}")
+        _checks.one_of("name", name, ("train", *EVAL_SETS))
         return getattr(self, name)
 
     def csr(self, name: str) -> sp.csr_matrix:
@@ -187,8 +207,7 @@ class Protocol:
         return self._csr[name]
 
     def _check_eval_set(self, eval_set: str) -> None:
-        if eval_set not in EVAL_SETS:
-            raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+        _checks.one_of("eval_set", eval_set, EVAL_SETS)
 
     def history_frame(self, eval_set: str) -> pd.DataFrame:
         """What a model may be fit on before ranking ``eval_set``: train for valid, train+valid otherwise."""
@@ -204,8 +223,8 @@ class Protocol:
             return self.csr("train")
         return (self.csr("train") + self.csr("valid")).astype(bool).astype(np.float32).tocsr()
 
-    def candidates(self, eval_set: str) -> np.ndarray:
-        """Boolean (n_items,) mask of the catalogue ranked for ``eval_set``."""
+    def allowed_mask(self, eval_set: str) -> np.ndarray:
+        """Boolean (n_items,) mask of the catalogue ranked for ``eval_set`` (the ``allowed`` mask)."""
         self._check_eval_set(eval_set)
         mask = np.zeros(self.n_items, dtype=bool)
         mask[self.cold_items if eval_set == "cold_test" else self.warm_items] = True
@@ -218,8 +237,14 @@ class Protocol:
     def rank(self, scores: np.ndarray, eval_set: str, k: int = 10) -> np.ndarray:
         """Top-k item indices per user for ``eval_set``: history masked, catalogue restricted."""
         self._check_eval_set(eval_set)
+        shape = np.shape(scores)
+        if len(shape) != 2 or shape != (self.n_users, self.n_items):
+            raise ValueError(
+                f"scores must have shape (n_users, n_items) = ({self.n_users}, {self.n_items}), one column per "
+                f"item of the protocol's index, got shape {shape}"
+            )
         exclude = None if eval_set == "cold_test" else self.history(eval_set)
-        return M.topk_from_scores(scores, k, exclude=exclude, allowed=self.candidates(eval_set))
+        return M.topk_from_scores(scores, k, exclude=exclude, allowed=self.allowed_mask(eval_set))
 
     def evaluate(self, scores: np.ndarray, eval_set: str, k: int = 10, **beyond) -> dict:
         """All metrics of ``M.evaluate`` for a users x items score matrix on ``eval_set``.
@@ -228,7 +253,7 @@ class Protocol:
         ranked catalogue and novelty uses the popularity in ``eval_set``'s history.
         """
         topk = self.rank(scores, eval_set, k)
-        beyond.setdefault("catalog", np.flatnonzero(self.candidates(eval_set)))
+        beyond.setdefault("catalog", np.flatnonzero(self.allowed_mask(eval_set)))
         beyond.setdefault("item_popularity", self.item_popularity(eval_set))
         return M.evaluate(topk, self.csr(eval_set), k=k, **beyond)
 
@@ -238,7 +263,7 @@ class Protocol:
         The lists must respect the protocol: no history items, only the ranked catalogue.
         """
         top = self._checked_topk(topk, eval_set, k)
-        beyond.setdefault("catalog", np.flatnonzero(self.candidates(eval_set)))
+        beyond.setdefault("catalog", np.flatnonzero(self.allowed_mask(eval_set)))
         beyond.setdefault("item_popularity", self.item_popularity(eval_set))
         return M.evaluate(top, self.csr(eval_set), k=k, **beyond)
 
@@ -250,12 +275,15 @@ class Protocol:
         if top.size and not np.issubdtype(top.dtype, np.integer):
             raise TypeError(f"topk must hold integer item indices, got dtype {top.dtype}")
         top = top[:, :k]
-        catalog = self.candidates(eval_set)
-        if top.size and (top.min() < 0 or top.max() >= self.n_items):
-            raise ValueError(f"topk holds item indices outside [0, {self.n_items})")
-        if not np.all(catalog[top]):
+        catalog = self.allowed_mask(eval_set)
+        if top.size and (top.min() < M.NO_ITEM or top.max() >= self.n_items):
+            raise ValueError(f"topk holds item indices outside [0, {self.n_items}) (and -1, no item)")
+        listed = top != M.NO_ITEM  # a short list's padding, as Protocol.rank gives it
+        safe = np.where(listed, top, 0)
+        if not np.all(catalog[safe][listed]):
             raise ValueError(f"topk recommends items outside the {eval_set} catalogue")
-        if eval_set != "cold_test" and self.history(eval_set)[np.arange(self.n_users)[:, None], top].nnz:
+        if eval_set != "cold_test" and (self.history(eval_set)[np.arange(self.n_users)[:, None], safe].toarray()
+                                        * listed).any():
             raise ValueError(f"topk recommends items already in the {eval_set} history")
         return top
 
@@ -269,8 +297,7 @@ class Protocol:
         """
         if (scores is None) == (topk is None):
             raise ValueError("give exactly one of scores= (a users x items matrix) and topk= (ready-made lists)")
-        if metric not in M.RANKING:
-            raise ValueError(f"metric must be one of {M.RANKING}, got {metric!r}")
+        _checks.one_of("metric", metric, M.RANKING)
         top = self.rank(scores, eval_set, k) if topk is None else self._checked_topk(topk, eval_set, k)
         return M.per_user_metrics(top, self.csr(eval_set), k)[f"{metric}@{k}"]
 
@@ -282,7 +309,7 @@ class Protocol:
 
         Introduced in notebooks/01_data_preprocessing.ipynb
         """
-        kind = "topk" if topk else "scores"
+        kind = "topk" if _checks.flag("topk", topk) else "scores"
         return M.paired_bootstrap(self.per_user(eval_set=eval_set, k=k, metric=metric, **{kind: a}),
                                   self.per_user(eval_set=eval_set, k=k, metric=metric, **{kind: b}), **bootstrap)
 
@@ -299,19 +326,23 @@ class Protocol:
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.index.save(tmp / "index.npz")
-        for name in ("train", *EVAL_SETS):
-            self.frame(name)[_COLUMNS].to_csv(tmp / f"{name}.csv.gz", index=False)
-        np.save(tmp / "cold_items.npy", self.cold_items)
-        (tmp / "params.json").write_text(json.dumps(self.params, indent=1, sort_keys=True))
-        if folder.exists():  # another process built the same protocol first; its copy is identical
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
-            return
-        tmp.rename(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temp folder per writer, then one atomic rename: concurrent savers never share files.
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+        try:
+            self.index.save(tmp / "index.npz")
+            for name in ("train", *EVAL_SETS):
+                self.frame(name)[_COLUMNS].to_csv(tmp / f"{name}.csv.gz", index=False)
+            np.save(tmp / "cold_items.npy", self.cold_items)
+            (tmp / "params.json").write_text(json.dumps(self.params, indent=1, sort_keys=True))
+            try:
+                tmp.rename(folder)
+            except OSError:
+                if not folder.exists():
+                    raise
+                # another process built the same protocol first; its copy is identical, keep it
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path) -> "Protocol":
@@ -348,8 +379,17 @@ def make_protocol(
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     _check_interactions(interactions)
+    dup = interactions.duplicated(["user_id", "item_id"])
+    if dup.any():
+        first = interactions.loc[dup, ["user_id", "item_id"]].iloc[0].tolist()
+        raise ValueError(
+            f"interactions repeats {int(dup.sum())} (user_id, item_id) pairs (first {first}); a pair could land "
+            "in both train and test. Deduplicate first, e.g. with recsuite.data.clean_interactions"
+        )
     warm, cold = cold_item_split(interactions, frac=cold_frac, seed=seed)
     train, valid, test = temporal_user_split(warm, ratios)
+    all_user_ids = _check_extra_ids("all_user_ids", all_user_ids)
+    all_item_ids = _check_extra_ids("all_item_ids", all_item_ids)
     users = interactions.user_id.to_numpy() if all_user_ids is None else np.union1d(interactions.user_id, all_user_ids)
     items = interactions.item_id.to_numpy() if all_item_ids is None else np.union1d(interactions.item_id, all_item_ids)
     index = IndexMap.from_ids(users, items)
@@ -385,7 +425,10 @@ def load_protocol(
     key = json.dumps({"ratios": list(ratios), "cold_frac": cold_frac, "seed": seed, "data": ML100K_SHA256}, sort_keys=True)
     folder = data_home() / "processed" / f"ml-100k-protocol-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if cache and (folder / "params.json").is_file():
-        return Protocol.load(folder)
+        try:
+            return Protocol.load(folder)
+        except Exception:  # a damaged cache (truncated or deleted file inside it): rebuild it below
+            shutil.rmtree(folder, ignore_errors=True)
     ml = load_movielens_100k()
     proto = make_protocol(
         ml.interactions, ratios, cold_frac, seed, all_user_ids=ml.users.user_id, all_item_ids=ml.items.item_id
@@ -394,3 +437,66 @@ def load_protocol(
         folder.parent.mkdir(parents=True, exist_ok=True)
         proto.save(folder)
     return proto
+
+
+# -- leakage check --------------------------------------------------------------------------------------
+def assert_no_future(seen, future, time_col: str = "timestamp") -> dict:
+    """Raise AssertionError if anything the ranker saw comes from the held-out ``future`` period.
+
+    ``seen`` holds every interaction used to build the training frame, its features and its labels (the
+    history plus the label period, e.g. ``proto.history_frame("test")``, or a frame's positive rows);
+    ``future`` the period to evaluate on (e.g. ``proto.test``). Checks (1) that no (user_idx, item_idx)
+    pair of ``future`` occurs in ``seen`` and, when both frames have ``time_col``, (2) that per user every
+    seen interaction is no later than that user's first future one (equal timestamps are allowed: the
+    temporal split orders same-second interactions by item id). Returns what was checked.
+
+    Introduced in notebooks/04_fusion_hybrid.ipynb
+    """
+    from recsuite import _checks as C
+
+    su, si = C.pair_frame(seen, "seen")
+    fu, fi = C.pair_frame(future, "future")
+    time_col = C.text("time_col", time_col)
+    n_items = np.int64(max(si.max() if len(si) else 0, fi.max() if len(fi) else 0)) + 1
+    overlap = np.isin(fu * n_items + fi, su * n_items + si)
+    if overlap.any():
+        j = int(np.flatnonzero(overlap)[0])
+        raise AssertionError(
+            f"{int(overlap.sum())} future (user, item) pairs occur in seen, e.g. user {int(fu[j])} item {int(fi[j])}"
+        )
+    timed = time_col in seen.columns and time_col in future.columns
+    users_checked = 0
+    if timed:
+        for name, frame in (("seen", seen), ("future", future)):
+            if frame[time_col].isna().any():
+                raise ValueError(f"{name}[{time_col!r}] holds missing timestamps, expected every row to have one")
+        last_seen = seen.groupby("user_idx")[time_col].max()
+        first_future = future.groupby("user_idx")[time_col].min()
+        both = last_seen.index.intersection(first_future.index)
+        late = last_seen[both] > first_future[both]
+        users_checked = int(len(both))
+        if late.any():
+            u = int(late[late].index[0])
+            raise AssertionError(
+                f"{int(late.sum())} users have seen interactions after their first future one, e.g. user {u} "
+                f"(last seen {last_seen[u]}, first future {first_future[u]})"
+            )
+    return {
+        "seen_rows": int(len(su)),
+        "future_rows": int(len(fu)),
+        "pairs_overlap": 0,
+        "time_checked": bool(timed),
+        "users_time_checked": users_checked,
+    }
+
+
+def resolve_protocol(protocol=None) -> "Protocol":
+    """``protocol`` itself, or ``load_protocol()`` (the lessons' protocol) for None; anything else is refused.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    if protocol is None:
+        return load_protocol()
+    if not isinstance(protocol, Protocol):
+        raise TypeError(f"protocol must be a recsuite.split.Protocol or None, got {_checks.describe(protocol)}")
+    return protocol

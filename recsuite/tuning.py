@@ -21,20 +21,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsuite import _checks
+
 __all__ = ["best_within", "one_se_rule"]
 
 
 def _check_table(table, columns) -> pd.DataFrame:
-    if not isinstance(table, pd.DataFrame) or table.empty:
-        raise ValueError(f"table must be a non-empty DataFrame of settings and their metrics, got {type(table).__name__}")
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a non-empty DataFrame of settings and their metrics, got {_checks.describe(table)}")
+    if table.empty:
+        raise ValueError(f"table must be a non-empty DataFrame of settings and their metrics, got an empty one "
+                         f"of shape {table.shape}")
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"table has no column(s) {missing}; it has {list(table.columns)}")
+    if not table.index.is_unique:  # the answer is an index label: a repeated one would be ambiguous
+        dup = table.index[table.index.duplicated()].unique()[:5].tolist()
+        raise ValueError(f"table must have a unique index (the rule returns a label), got repeated labels {dup}; "
+                         "call .reset_index(drop=True) first")
     return table
 
 
+def _column_name(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a column name (str), got {_checks.describe(value)}")
+    return value
+
+
 def _check_decimals(decimals) -> int:
-    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)) or not 0 <= decimals <= 12:
+    if isinstance(decimals, (bool, np.bool_)) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"decimals must be an int in [0, 12], got {_checks.describe(decimals)}")
+    if not 0 <= decimals <= 12:
         raise ValueError(f"decimals must be an int in [0, 12], got {decimals!r}")
     return int(decimals)
 
@@ -46,16 +63,29 @@ def _finite(table: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(float)
 
 
-def _simplest_first(candidates: pd.DataFrame, simplest) -> pd.DataFrame:
-    """Candidates ordered by the simplicity keys ((column, ascending) pairs), then by their order in the table."""
+def _check_simplest(table: pd.DataFrame, simplest) -> None:
+    """``simplest`` is None or a list of (column, ascending) pairs naming columns of ``table``."""
     if simplest is None:
-        return candidates
-    if isinstance(simplest, (str, tuple)) or not all(isinstance(k, tuple) and len(k) == 2 for k in simplest):
+        return
+    if isinstance(simplest, (str, tuple)):
+        raise ValueError(f"simplest must be a list of (column, ascending) pairs, got {simplest!r}")
+    if not isinstance(simplest, list):
+        raise TypeError(f"simplest must be a list of (column, ascending) pairs, got {_checks.describe(simplest)}")
+    if not all(isinstance(k, tuple) and len(k) == 2 for k in simplest):
         raise ValueError(f"simplest must be a list of (column, ascending) pairs, got {simplest!r}")
     flags = [a for _, a in simplest if not isinstance(a, (bool, np.bool_))]
     if flags:
         raise TypeError(f"simplest: each ascending flag must be True or False, got {flags[0]!r}")
-    _check_table(candidates, [c for c, _ in simplest])
+    missing = [c for c, _ in simplest if not isinstance(c, str) or c not in table.columns]
+    if missing:
+        raise ValueError(f"simplest names column(s) {missing} that table does not have; it has {list(table.columns)}")
+
+
+def _simplest_first(candidates: pd.DataFrame, simplest) -> pd.DataFrame:
+    """Candidates ordered by the simplicity keys ((column, ascending) pairs), then by their order in the table."""
+    if simplest is None:
+        return candidates
+    _check_simplest(candidates, simplest)
     position = pd.Series(np.arange(len(candidates)), index=candidates.index, name="__position")
     ordered = candidates.assign(__position=position)
     return ordered.sort_values([c for c, _ in simplest] + ["__position"],
@@ -74,7 +104,11 @@ def one_se_rule(table, metric: str, se, simplest=None, decimals: int = 3):
     Introduced in notebooks/03_cf_baselines.ipynb
     """
     decimals = _check_decimals(decimals)
+    metric = _column_name("metric", metric)
+    if isinstance(se, (bool, np.bool_)) or not isinstance(se, (str, int, float, np.integer, np.floating)):
+        raise TypeError(f"se must be a non-negative number or a column name, got {_checks.describe(se)}")
     _check_table(table, [metric] + ([se] if isinstance(se, str) else []))
+    _check_simplest(table, simplest)
     values = _finite(table, metric).round(decimals)
     best = values.max()
     if isinstance(se, str):
@@ -97,8 +131,13 @@ def best_within(table, maximise: str, budget_column: str, budget: float, simples
     Introduced in notebooks/05_diversity_multiobjective.ipynb
     """
     decimals = _check_decimals(decimals)
+    maximise = _column_name("maximise", maximise)
+    budget_column = _column_name("budget_column", budget_column)
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise TypeError(f"budget must be a finite number, got {_checks.describe(budget)}")
     _check_table(table, [maximise, budget_column])
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not np.isfinite(budget):
+    _check_simplest(table, simplest)
+    if not np.isfinite(budget):
         raise ValueError(f"budget must be a finite number, got {budget!r}")
     cost = _finite(table, budget_column).round(decimals)
     gain = _finite(table, maximise).round(decimals)

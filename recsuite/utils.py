@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
+
+from recsuite import _checks
 
 
 def set_seed(seed: int) -> None:
     """Seed Python's ``random``, NumPy's legacy global generator and torch (CPU and CUDA).
 
     Library code takes an explicit ``seed``/``rng`` instead; this is for third-party code (RecBole,
-    torch initialisers) that draws from the global generators.
+    torch initialisers) that draws from the global generators. It does not set ``PYTHONHASHSEED``:
+    that variable is read only at interpreter start-up, so setting it here could not affect the
+    running process (set it in the environment before launching Python if str hashing must repeat).
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = _checks.seed(seed)
     random.seed(int(seed))
     np.random.seed(int(seed))
-    os.environ["PYTHONHASHSEED"] = str(int(seed))
     try:
         import torch
     except ImportError:  # torch is a dependency, but seeding should not be what fails
@@ -37,9 +38,14 @@ def get_device(device: str = "auto"):
     """
     import torch
 
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', 'cpu', 'cuda[:n]' or 'mps' (a str), got {_checks.describe(device)}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or device.split(":")[0] not in {"cpu", "cuda", "mps"}:
+    kind, _, index = device.partition(":")
+    if kind not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:n]' or 'mps', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device")

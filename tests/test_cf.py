@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsuite import cf
+from recsuite import artifacts as ART
 from recsuite import metrics as M
 
 N_USERS, N_ITEMS = 30, 41  # item 40 is a cold item: no interaction anywhere
@@ -41,19 +42,19 @@ def in_own_block(scores, seen):
 # ===================================================================================================
 def test_als_recovers_the_planted_blocks():
     train, _, _ = planted()
-    model = cf.fit_implicit("als", csr(train), {"factors": 4, "regularization": 0.1, "iterations": 10}, seed=0)
+    model = cf.fit_implicit("ALS", csr(train), {"factors": 4, "regularization": 0.1, "iterations": 10}, seed=0)
     s = model.scores()
     assert s.shape == (N_USERS, N_ITEMS) and s.dtype == np.float32
     assert in_own_block(s, csr(train)).all()
     assert model.fit_seconds > 0 and model.device in ("cpu", "gpu")
-    assert cf.fit_implicit("als", csr(train), {"iterations": 1}, device="cpu").device == "cpu"
+    assert cf.fit_implicit("ALS", csr(train), {"iterations": 1}, device="cpu").device == "cpu"
     np.testing.assert_allclose(model.scores(np.array([3, 0])), s[[3, 0]])
 
 
 def test_itemknn_cosine_scores_equal_hand_computed_x_times_w():
     # items' user sets: i0 = {0,2,3}, i1 = {0,1,3}, i2 = {1,3}
     X = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [1, 1, 1]], dtype=np.float32))
-    model = cf.fit_implicit("itemknn", X, {"similarity": "cosine", "K": 3})
+    model = cf.fit_implicit("ItemKNN", X, {"similarity": "cosine", "K": 3})
     r6 = 1 / np.sqrt(6)
     W = np.array([[1, 2 / 3, r6], [2 / 3, 1, 2 * r6], [r6, 2 * r6, 1]])
     np.testing.assert_allclose(model.similarity.toarray(), W, rtol=1e-6)
@@ -67,7 +68,7 @@ def test_itemknn_cosine_scores_equal_hand_computed_x_times_w():
 def test_itemknn_scores_are_what_implicit_ranks_by(params):
     train, _, _ = planted()
     X = csr(train)
-    model = cf.fit_implicit("itemknn", X, params)
+    model = cf.fit_implicit("ItemKNN", X, params)
     W = model.similarity.toarray()
     assert ((W != 0).sum(axis=1) <= model.params["K"]).all()  # pruned to K neighbours per item
     s = model.scores()
@@ -77,7 +78,7 @@ def test_itemknn_scores_are_what_implicit_ranks_by(params):
     np.testing.assert_allclose(got[ids >= 0], ref[ids >= 0], rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["als", "bpr"])
+@pytest.mark.parametrize("name", ["ALS", "BPR"])
 def test_factor_scores_match_implicit_recommend_and_are_seeded(name):
     train, _, _ = planted()
     X = csr(train)
@@ -91,20 +92,143 @@ def test_factor_scores_match_implicit_recommend_and_are_seeded(name):
 
 def test_fit_implicit_rejects_bad_input():
     X = csr(planted()[0])
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="model must be one of"):
         cf.fit_implicit("svd", X)
+    with pytest.raises(ValueError, match=r"model must be one of \('ALS', 'BPR', 'ItemKNN'\), got 'als'"):
+        cf.fit_implicit("als", X)  # RecBole's spelling only
     with pytest.raises(ValueError, match="unknown"):
-        cf.fit_implicit("als", X, {"factor": 3})
+        cf.fit_implicit("ALS", X, {"factor": 3})
     with pytest.raises(ValueError, match="similarity"):
-        cf.fit_implicit("itemknn", X, {"similarity": "jaccard"})
-    with pytest.raises(ValueError, match="train_csr"):
-        cf.fit_implicit("als", X.toarray())
+        cf.fit_implicit("ItemKNN", X, {"similarity": "jaccard"})
+    with pytest.raises(TypeError, match="train_csr"):
+        cf.fit_implicit("ALS", X.toarray())
     with pytest.raises(ValueError, match="non-negative"):
-        cf.fit_implicit("als", -X)
+        cf.fit_implicit("ALS", -X)
     with pytest.raises(ValueError, match="seed"):
-        cf.fit_implicit("als", X, seed=-1)
+        cf.fit_implicit("ALS", X, seed=-1)
     with pytest.raises(ValueError, match="user_idx"):
-        cf.fit_implicit("itemknn", X).scores(np.array([N_USERS]))
+        cf.fit_implicit("ItemKNN", X).scores(np.array([N_USERS]))
+
+
+@pytest.mark.parametrize("model, params, error, match", [
+    ("ItemKNN", {"K": 0}, ValueError, r"params\['K'\] must be an int >= 1"),  # used to segfault the kernel
+    ("ItemKNN", {"K": -5}, ValueError, r"params\['K'\]"),
+    ("ItemKNN", {"K": 2.5}, TypeError, r"params\['K'\]"),
+    ("ItemKNN", {"K1": -0.1}, ValueError, r"params\['K1'\]"),
+    ("ItemKNN", {"B": 1.5}, ValueError, r"params\['B'\]"),
+    ("ItemKNN", {"num_threads": -1}, ValueError, r"params\['num_threads'\]"),
+    ("ItemKNN", {"factors": 4}, ValueError, r"accepts only \['B', 'K', 'K1', 'num_threads', 'similarity'\]"),
+    ("ALS", {"factors": 0}, ValueError, r"params\['factors'\] must be an int >= 1"),  # used to give all-zero scores
+    ("ALS", {"factors": True}, TypeError, r"params\['factors'\]"),
+    ("ALS", {"factors": "8"}, TypeError, r"params\['factors'\]"),
+    ("ALS", {"iterations": 0}, ValueError, r"params\['iterations'\]"),
+    ("ALS", {"regularization": -1.0}, ValueError, r"params\['regularization'\]"),
+    ("ALS", {"regularization": float("nan")}, ValueError, r"params\['regularization'\]"),
+    ("ALS", {"alpha": 0.0}, ValueError, r"params\['alpha'\]"),
+    ("ALS", {"learning_rate": 0.1}, ValueError, r"accepts only \['alpha', 'factors'"),
+    ("BPR", {"learning_rate": 0.0}, ValueError, r"params\['learning_rate'\]"),
+    ("BPR", {"learning_rate": float("inf")}, ValueError, r"params\['learning_rate'\]"),
+    ("BPR", {"iterations": -3}, ValueError, r"params\['iterations'\]"),
+    ("BPR", {"alpha": 1.0}, ValueError, "unknown"),
+    ("ALS", [("factors", 4)], TypeError, "params must be a dict"),
+])
+def test_fit_implicit_checks_every_hyperparameter(model, params, error, match):
+    X = csr(planted()[0])
+    with pytest.raises(error, match=match):
+        cf.fit_implicit(model, X, params)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"model": "ItemKnn"}, ValueError, r"one of \('ALS', 'BPR', 'ItemKNN'\)"),
+    ({"model": None}, ValueError, "model must be one of"),
+    ({"train_csr": sp.csr_matrix((0, 5), dtype=np.float32)}, ValueError, "at least one user"),
+    ({"train_csr": sp.csr_matrix(np.array([[1.0, np.nan]]))}, ValueError, "NaN"),
+    ({"train_csr": sp.csr_matrix((4, 0), dtype=np.float32)}, ValueError, "at least one user"),
+    ({"seed": 1.0}, TypeError, "seed"),
+    ({"seed": True}, TypeError, "seed"),
+    ({"device": "cuda"}, ValueError, "device must be one of"),
+    ({"device": "gpu", "model": "ItemKNN"}, ValueError, "device='gpu'"),
+    ({"show_progress": "no"}, TypeError, "show_progress"),
+])
+def test_fit_implicit_rejects_bad_arguments(kwargs, error, match):
+    args = {"model": "ALS", "train_csr": csr(planted()[0]), "params": {"factors": 2, "iterations": 1}, **kwargs}
+    if args["model"] == "ItemKNN":
+        args["params"] = None
+    with pytest.raises(error, match=match):
+        cf.fit_implicit(**args)
+
+
+def test_fit_implicit_ignores_stored_zeros():
+    X = csr(planted()[0])
+    with_zeros = X.tocoo()
+    extra = sp.coo_matrix((np.zeros(3, np.float32), ([0, 1, 2], [40, 40, 40])), shape=X.shape)  # stored 0s
+    Z = sp.csr_matrix((np.r_[with_zeros.data, extra.data], (np.r_[with_zeros.row, extra.row],
+                                                            np.r_[with_zeros.col, extra.col])), shape=X.shape)
+    assert Z.nnz == X.nnz + 3
+    params = {"factors": 4, "iterations": 3}
+    np.testing.assert_array_equal(cf.fit_implicit("ALS", Z, params).scores(), cf.fit_implicit("ALS", X, params).scores())
+
+
+@pytest.mark.parametrize("bad, error", [
+    (np.array([1.0]), TypeError), (np.array([True]), TypeError), (np.array([N_USERS]), ValueError),
+    (np.array([-1]), ValueError), (np.array([[0, 1]]), ValueError), ("0", TypeError),
+])
+def test_scores_reject_bad_user_indices(bad, error):
+    X = csr(planted()[0])
+    for model in (cf.fit_implicit("ALS", X, {"factors": 2, "iterations": 1}), cf.fit_implicit("ItemKNN", X),
+                  cf.fit_ease(X, 10.0)):
+        with pytest.raises(error, match="user_idx"):
+            model.scores(bad)
+
+
+def check_scorer_contract(model):
+    """What every ``cf.Scorer`` promises: shapes, dtype, finiteness, row order and repeatability."""
+    assert isinstance(model, cf.Scorer)
+    n_users, n_items = model.n_users, model.n_items
+    assert isinstance(n_users, int) and isinstance(n_items, int) and n_users > 0 and n_items > 0
+    full = model.scores()
+    assert full.shape == (n_users, n_items) and full.dtype in (np.float32, np.float64)
+    assert np.isfinite(full).all()
+    users = np.array([3, 0, 3, n_users - 1])
+    part = model.scores(users)
+    assert part.shape == (4, n_items) and part.dtype == full.dtype
+    np.testing.assert_allclose(part, full[users], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.scores([1, 2]), full[[1, 2]], rtol=1e-5, atol=1e-6)  # a list works too
+    assert model.scores(np.array([], dtype=np.int64)).shape == (0, n_items)
+    assert model.scores([]).shape == (0, n_items)
+    np.testing.assert_array_equal(model.scores(), full)
+    with pytest.raises(ValueError, match="user_idx"):
+        model.scores([n_users])
+    with pytest.raises(TypeError, match="user_idx"):
+        model.scores([0.0])
+
+
+def test_scorer_is_abstract():
+    with pytest.raises(TypeError):
+        cf.Scorer()
+
+    class Incomplete(cf.Scorer):
+        n_users = 1
+
+    with pytest.raises(TypeError):
+        Incomplete()
+
+
+@pytest.mark.parametrize("model, params", [("ALS", {"factors": 4, "iterations": 3}),
+                                           ("BPR", {"factors": 4, "iterations": 3}),
+                                           ("ItemKNN", {"K": 5}), ("ItemKNN", {"similarity": "bm25"})])
+def test_implicit_models_honour_the_scorer_contract(model, params):
+    fitted = cf.fit_implicit(model, csr(planted()[0]), params)
+    assert fitted.name == model
+    check_scorer_contract(fitted)
+
+
+def test_ease_and_fast_models_honour_the_scorer_contract():
+    X = csr(planted()[0])
+    check_scorer_contract(cf.fit_ease(X, 10.0))
+    for model, params in (("ALS", {"factors": 4, "regularization": 1.0, "iterations": 2}), ("EASE", {"reg_weight": 5.0}),
+                          ("ItemKNN", {"similarity": "cosine", "K": 5})):
+        check_scorer_contract(cf.fit_fast_model(model, X, params))
 
 
 # ===================================================================================================
@@ -190,6 +314,36 @@ def test_tie_sensitive_users_by_hand():
         cf.tie_sensitive_users(scores, truth[:2], 2)
 
 
+@pytest.mark.parametrize("change, error, match", [
+    ({"scores": np.ones(4)}, ValueError, "scores must be 2-D"),
+    ({"scores": np.array([[np.nan, 1, 1, 1]] * 3)}, ValueError, "NaN"),
+    ({"scores": [["a"] * 4] * 3}, TypeError, "scores"),
+    ({"truth": np.eye(3, 4)}, TypeError, "truth"),
+    ({"truth": sp.csr_matrix((3, 5))}, ValueError, "truth must have shape"),
+    ({"truth": sp.csr_matrix(-np.eye(3, 4))}, ValueError, "truth"),
+    ({"k": 0}, ValueError, "k"),
+    ({"k": 1.0}, TypeError, "k"),
+    ({"allowed": np.ones(3, bool)}, ValueError, "allowed"),
+    ({"allowed": np.ones(4)}, ValueError, "allowed"),
+    ({"exclude": np.zeros((3, 4))}, TypeError, "exclude"),
+    ({"exclude": sp.csr_matrix((2, 4))}, ValueError, "exclude"),
+])
+def test_tie_sensitive_users_rejects_bad_input(change, error, match):
+    args = {"scores": np.ones((3, 4)), "truth": sp.csr_matrix(np.eye(3, 4)), "k": 2, **change}
+    with pytest.raises(error, match=match):
+        cf.tie_sensitive_users(**args)
+
+
+def test_tie_sensitive_users_masks_are_keyword_only_and_stored_zeros_are_not_relevant():
+    scores, truth = np.ones((2, 3)), sp.csr_matrix(np.eye(2, 3))
+    with pytest.raises(TypeError):
+        cf.tie_sensitive_users(scores, truth, 1, None)
+    zeros = sp.csr_matrix((np.zeros(2), ([0, 1], [0, 1])), shape=(2, 3))
+    assert zeros.nnz == 2 and cf.tie_sensitive_users(scores, zeros, 1) == 0
+    stored_zero_exclude = sp.csr_matrix((np.zeros(1), ([0], [1])), shape=(2, 3))  # excludes nothing
+    assert cf.tie_sensitive_users(scores, truth, 1, exclude=stored_zero_exclude) == 2
+
+
 def test_recbole_histories_follow_our_protocol(fitted):
     train, valid, test = planted()
     model = fitted["EASE"]
@@ -270,8 +424,107 @@ def test_fit_recbole_rejects_bad_input(tmp_path):
         cf.fit_recbole("BPR", train, valid.iloc[:0], test, *args, workdir=tmp_path)
     with pytest.raises(ValueError, match="pointwise"):
         cf.fit_recbole("NeuMF", train, valid, test, *args, config={"train_neg_sample_args": None}, workdir=tmp_path)
-    with pytest.raises(ValueError, match="fitted"):
+    with pytest.raises(TypeError, match="fitted"):
         cf.recbole_crosscheck(object())
+
+
+@pytest.mark.parametrize("name", RECBOLE_MODELS)
+def test_recbole_models_honour_the_scorer_contract(fitted, name):
+    model = fitted[name]
+    assert model.name == name
+    check_scorer_contract(model)
+
+
+def test_recbole_scores_reject_bad_fill(fitted):
+    model = fitted["BPR"]
+    for bad in (float("nan"), float("inf"), "max", 1e39):
+        with pytest.raises(ValueError, match="fill"):
+            model.scores(fill=bad)
+    for bad in (None, True, [0.0]):
+        with pytest.raises(TypeError, match="fill"):
+            model.scores(fill=bad)
+    assert (model.scores(fill=np.float32(-3.0))[:, 40] == -3.0).all()
+
+
+def test_recbole_models_lists_the_general_recommenders():
+    names = cf.recbole_models()
+    assert {"BPR", "LightGCN", "EASE", "MultiVAE", "NeuMF", "ItemKNN"} <= set(names)
+    assert "SASRec" not in names and "lightgcn" not in names
+
+
+@pytest.mark.parametrize("change, error, match", [
+    ({"model": "lightgcn"}, ValueError, r"names are case-sensitive, one of \(.*'LightGCN'"),
+    ({"model": 3}, TypeError, "model must be a RecBole model name"),
+    ({"n_users": 0}, ValueError, "n_users"),
+    ({"n_items": 41.0}, TypeError, "n_items"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"k": 0}, ValueError, "k must be"),
+    ({"k": N_ITEMS + 1}, ValueError, "k must be"),
+    ({"device": "gpu"}, ValueError, "device must be one of"),
+    ({"config": [("epochs", 1)]}, TypeError, "config must be a dict"),
+    ({"config": {1: 2}}, TypeError, "config keys must be str"),
+    ({"show_progress": 1}, TypeError, "show_progress"),
+    ({"workdir": 5}, TypeError, "workdir"),
+    ({"train_df": "train.csv"}, TypeError, "train_df must be a pandas DataFrame"),
+    ({"train_df": "float ids"}, TypeError, r"train_df.user_idx must be an int array"),
+    ({"valid_df": "negative ids"}, ValueError, r"valid_df.item_idx holds -1"),
+    ({"test_df": "leaked"}, ValueError, r"test_df shares 1 \(user_idx, item_idx\) pairs with train_df and valid_df"),
+    ({"valid_df": "leaked"}, ValueError, r"valid_df shares 1 .* with train_df"),
+])
+def test_fit_recbole_rejects_bad_arguments(tmp_path, change, error, match):
+    train, valid, test = planted()
+    args = dict(model="BPR", train_df=train, valid_df=valid, test_df=test, n_users=N_USERS, n_items=N_ITEMS,
+                workdir=tmp_path / "work", epochs=1)
+    if change.get("train_df") == "float ids":
+        change = {"train_df": train.assign(user_idx=train.user_idx + 0.5)}
+    if change.get("valid_df") == "negative ids":
+        change = {"valid_df": valid.assign(item_idx=-1)}
+    for part, frame in (("test_df", test), ("valid_df", valid)):
+        if isinstance(change.get(part), str) and change[part] == "leaked":  # one training pair repeated in a later split
+            change = {part: pd.concat([frame, train.iloc[:1]])}
+    args.update(change)
+    with pytest.raises(error, match=match):
+        cf.fit_recbole(**args)
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+def test_fit_recbole_takes_whole_number_float_ids(tmp_path):
+    train, valid, test = planted()
+    a = cf.fit_recbole("EASE", train.astype({"item_idx": float}), valid, test, N_USERS, N_ITEMS, workdir=tmp_path)
+    b = cf.fit_recbole("EASE", train, valid, test, N_USERS, N_ITEMS, workdir=tmp_path)
+    np.testing.assert_array_equal(a.scores(), b.scores())
+
+
+@pytest.mark.parametrize("change, error, match", [
+    ({"model": "bpr"}, ValueError, "case-sensitive"),
+    ({"dataset": ""}, ValueError, "dataset"),
+    ({"dataset": 100}, TypeError, "dataset"),
+    ({"dataset": "../etc"}, ValueError, "dataset"),
+    ({"dataset": ".."}, ValueError, "dataset"),
+    ({"seed": "2020"}, TypeError, "seed"),
+    ({"epochs": -1}, ValueError, "epochs"),
+    ({"k": 0}, ValueError, "k"),
+    ({"config": "x"}, TypeError, "config"),
+    ({"config": {"seed": 1}}, ValueError, "may not set"),
+    ({"device": "tpu"}, ValueError, "device"),
+])
+def test_run_recbole_protocol_rejects_bad_arguments(tmp_path, change, error, match):
+    args = {"model": "BPR", "dataset": "toy", "epochs": 1, "workdir": tmp_path, **change}
+    with pytest.raises(error, match=match):
+        cf.run_recbole_protocol(**args)
+
+
+def test_recbole_crosscheck_rejects_bad_scores(fitted):
+    model = fitted["EASE"]
+    with pytest.raises(ValueError, match="shape"):
+        cf.recbole_crosscheck(model, np.zeros((N_USERS, N_ITEMS - 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        cf.recbole_crosscheck(model, np.full((N_USERS, N_ITEMS), np.nan))
+    with pytest.raises(TypeError, match="scores"):
+        cf.recbole_crosscheck(model, sp.csr_matrix((N_USERS, N_ITEMS)))
+    same = cf.recbole_crosscheck(model, model.scores().astype(np.float64))
+    pd.testing.assert_frame_equal(same, cf.recbole_crosscheck(model))
 
 
 # ===================================================================================================
@@ -312,11 +565,18 @@ def test_ease_cold_items_and_empty_users_score_zero_and_refits_are_identical():
 
 def test_fit_ease_rejects_bad_input():
     X = csr(planted()[0])
-    for bad in (0, -1.0, float("nan"), True, "250"):
+    for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="reg_weight"):
             cf.fit_ease(X, bad)
-    with pytest.raises(ValueError, match="train_csr"):
+    for bad in (True, "250", None):
+        with pytest.raises(TypeError, match="reg_weight"):
+            cf.fit_ease(X, bad)
+    with pytest.raises(TypeError, match="train_csr"):
         cf.fit_ease(X.toarray())
+    with pytest.raises(ValueError, match="non-negative"):
+        cf.fit_ease(-X)
+    with pytest.raises(ValueError, match="at least one user and one item"):
+        cf.fit_ease(sp.csr_matrix((3, 0), dtype=np.float32))
     with pytest.raises(ValueError, match="user_idx"):
         cf.fit_ease(X).scores(np.array([-1]))
 
@@ -339,29 +599,29 @@ def tiny_protocol():
 def test_cf_scores_fits_on_the_history_of_the_eval_set(tiny_protocol, model, tmp_path):
     proto = tiny_protocol
     for eval_set in ("valid", "test"):
-        s = cf.cf_scores(model, eval_set, protocol=proto, cache_dir=tmp_path)
+        s = ART.cf_scores(model, eval_set, protocol=proto, cache_dir=tmp_path)
         assert s.shape == (proto.n_users, proto.n_items) and s.dtype == np.float32
-        direct = cf.fit_fast_model(model, proto.history(eval_set), cf.tuned_params(model, proto)).scores()
+        direct = cf.fit_fast_model(model, proto.history(eval_set), ART.tuned_params(model, proto)).scores()
         np.testing.assert_array_equal(s, direct)
         assert (s[:, proto.cold_items] == 0).all()  # no interactions: no collaborative signal
     # valid and test histories differ, so the two matrices do too
-    assert not np.array_equal(cf.cf_scores(model, "valid", protocol=proto, cache_dir=tmp_path),
-                              cf.cf_scores(model, "test", protocol=proto, cache_dir=tmp_path))
+    assert not np.array_equal(ART.cf_scores(model, "valid", protocol=proto, cache_dir=tmp_path),
+                              ART.cf_scores(model, "test", protocol=proto, cache_dir=tmp_path))
 
 
 def test_cf_scores_reads_the_cache_and_rebuilds_it_identically(tiny_protocol, tmp_path):
     proto = tiny_protocol
-    path = cf.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    path = ART.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
     assert not path.exists()
-    first = cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    first = ART.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path)
     assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
     stamp = path.stat().st_mtime_ns
-    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    np.testing.assert_array_equal(ART.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
     assert path.stat().st_mtime_ns == stamp  # served from the file, not rewritten
     path.unlink()
-    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    np.testing.assert_array_equal(ART.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
     path.write_bytes(b"truncated")  # a damaged file is recomputed and replaced
-    np.testing.assert_array_equal(cf.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
+    np.testing.assert_array_equal(ART.cf_scores("ALS", "test", protocol=proto, cache_dir=tmp_path), first)
     assert np.load(path)["scores"].shape == first.shape
 
 
@@ -369,40 +629,40 @@ def test_cf_scores_cache_key_covers_params_eval_set_seed_and_split(tiny_protocol
     from recsuite.split import make_protocol
 
     proto = tiny_protocol
-    base = cf.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
-    assert base == cf.cf_scores_path("ALS", "test", params=cf.tuned_params("ALS", proto), protocol=proto,
+    base = ART.cf_scores_path("ALS", "test", protocol=proto, cache_dir=tmp_path)
+    assert base == ART.cf_scores_path("ALS", "test", params=ART.tuned_params("ALS", proto), protocol=proto,
                                      cache_dir=tmp_path)  # the tuned choice spelled out is the same fit
     others = [
-        cf.cf_scores_path("ALS", "test", params={"factors": 8}, protocol=proto, cache_dir=tmp_path),
-        cf.cf_scores_path("ALS", "valid", protocol=proto, cache_dir=tmp_path),
-        cf.cf_scores_path("ALS", "test", protocol=proto, seed=1, cache_dir=tmp_path),
-        cf.cf_scores_path("EASE", "test", protocol=proto, cache_dir=tmp_path),
+        ART.cf_scores_path("ALS", "test", params={"factors": 8}, protocol=proto, cache_dir=tmp_path),
+        ART.cf_scores_path("ALS", "valid", protocol=proto, cache_dir=tmp_path),
+        ART.cf_scores_path("ALS", "test", protocol=proto, seed=1, cache_dir=tmp_path),
+        ART.cf_scores_path("EASE", "test", protocol=proto, cache_dir=tmp_path),
     ]
     inter = pd.concat([proto.train, proto.valid, proto.test, proto.cold_test])
     other_split = make_protocol(inter, cold_frac=0.1, seed=1)
-    others.append(cf.cf_scores_path("ALS", "test", protocol=other_split, cache_dir=tmp_path))
+    others.append(ART.cf_scores_path("ALS", "test", protocol=other_split, cache_dir=tmp_path))
     assert len({base, *others}) == 1 + len(others)
-    s = cf.cf_scores("ALS", "test", params={"factors": 8}, protocol=proto, cache=False)
+    s = ART.cf_scores("ALS", "test", params={"factors": 8}, protocol=proto, cache=False)
     assert not any(tmp_path.iterdir())  # cache=False writes nothing
-    assert not np.array_equal(s, cf.cf_scores("ALS", "test", protocol=proto, cache=False))
+    assert not np.array_equal(s, ART.cf_scores("ALS", "test", protocol=proto, cache=False))
 
 
 def test_cf_scores_rejects_bad_input(tiny_protocol, tmp_path):
     kw = dict(protocol=tiny_protocol, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="model must be one of"):
-        cf.cf_scores("LightGCN", **kw)
+        ART.cf_scores("LightGCN", **kw)
     with pytest.raises(ValueError, match="eval_set"):
-        cf.cf_scores("EASE", "train", **kw)
+        ART.cf_scores("EASE", "train", **kw)
     with pytest.raises(ValueError, match="unknown"):
-        cf.cf_scores("EASE", params={"factors": 3}, **kw)
-    with pytest.raises(ValueError, match="params must be a dict"):
-        cf.cf_scores("ALS", params=[("factors", 3)], **kw)
-    with pytest.raises(ValueError, match="protocol"):
-        cf.cf_scores("ALS", protocol=object(), cache_dir=tmp_path)
+        ART.cf_scores("EASE", params={"factors": 3}, **kw)
+    with pytest.raises((TypeError, ValueError), match="params must be a dict"):
+        ART.cf_scores("ALS", params=[("factors", 3)], **kw)
+    with pytest.raises((TypeError, ValueError), match="protocol"):
+        ART.cf_scores("ALS", protocol=object(), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="seed"):
-        cf.cf_scores("ALS", seed=-1, **kw)
+        ART.cf_scores("ALS", seed=-1, **kw)
     with pytest.raises(ValueError, match="cache"):
-        cf.cf_scores("ALS", cache="yes", **kw)
+        ART.cf_scores("ALS", cache="yes", **kw)
     assert not any(tmp_path.iterdir())
 
 
@@ -429,14 +689,14 @@ def test_tuned_params_are_saved_once_per_protocol_and_seed(tiny_protocol):
 
     path = choices.path("cf.ease", tiny_protocol, 0)
     assert not path.exists()
-    first = cf.tuned_params("EASE", tiny_protocol)
+    first = ART.tuned_params("EASE", tiny_protocol)
     assert path.is_file() and set(first) == {"reg_weight"}
     stamp = path.stat().st_mtime_ns
-    assert cf.tuned_params("EASE", tiny_protocol) == first and path.stat().st_mtime_ns == stamp  # read, not re-tuned
+    assert ART.tuned_params("EASE", tiny_protocol) == first and path.stat().st_mtime_ns == stamp  # read, not re-tuned
     choices.save("cf.ease", {"reg_weight": 123.0}, tiny_protocol, 0, notebook="a test")  # a lesson's choice wins
-    assert cf.tuned_params("EASE", tiny_protocol) == {"reg_weight": 123.0}
+    assert ART.tuned_params("EASE", tiny_protocol) == {"reg_weight": 123.0}
     assert not choices.path("cf.ease", tiny_protocol, 1).exists()
-    cf.tuned_params("EASE", tiny_protocol, seed=1)
+    ART.tuned_params("EASE", tiny_protocol, seed=1)
     assert choices.path("cf.ease", tiny_protocol, 1).is_file()
 
 
@@ -444,20 +704,20 @@ def test_cf_scores_uses_the_saved_choice_and_the_best_model(tiny_protocol, tmp_p
     from recsuite import choices
 
     choices.save("cf.als", {"factors": 4, "regularization": 1.0, "alpha": 1.0, "iterations": 3}, tiny_protocol, 0, "t")
-    got = cf.cf_scores("ALS", "test", protocol=tiny_protocol, cache=False)
+    got = ART.cf_scores("ALS", "test", protocol=tiny_protocol, cache=False)
     direct = cf.fit_fast_model("ALS", tiny_protocol.history("test"),
                                {"factors": 4, "regularization": 1.0, "alpha": 1.0, "iterations": 3}).scores()
     np.testing.assert_array_equal(got, direct)
-    best = cf.best_fast_model(tiny_protocol)
+    best = ART.best_fast_model(tiny_protocol)
     assert best in cf.FAST_MODELS and choices.load("cf.best-fast-model", tiny_protocol, 0) == best
-    np.testing.assert_array_equal(cf.cf_scores(None, "valid", protocol=tiny_protocol, cache=False),
-                                  cf.cf_scores(best, "valid", protocol=tiny_protocol, cache=False))
+    np.testing.assert_array_equal(ART.cf_scores(None, "valid", protocol=tiny_protocol, cache=False),
+                                  ART.cf_scores(best, "valid", protocol=tiny_protocol, cache=False))
 
 
 def test_fully_specified_params_need_no_choice(tiny_protocol):
     from recsuite import choices
 
-    cf.cf_scores("EASE", "valid", params={"reg_weight": 10.0}, protocol=tiny_protocol, cache=False)
+    ART.cf_scores("EASE", "valid", params={"reg_weight": 10.0}, protocol=tiny_protocol, cache=False)
     assert not choices.path("cf.ease", tiny_protocol, 0).exists()
 
 
@@ -466,9 +726,74 @@ def test_tuning_rejects_bad_input(tiny_protocol):
         cf.tune_fast_model("BPR", tiny_protocol)
     with pytest.raises(ValueError, match="grid must be a non-empty list"):
         cf.tune_fast_model("EASE", tiny_protocol, grid=[])
-    with pytest.raises(ValueError, match="protocol"):
-        cf.tuned_params("EASE", protocol=object())
+    with pytest.raises((TypeError, ValueError), match="protocol"):
+        ART.tuned_params("EASE", protocol=object())
     with pytest.raises(ValueError, match="seed"):
-        cf.best_fast_model(tiny_protocol, seed=-2)
-    with pytest.raises(ValueError, match="params must be a dict"):
+        ART.best_fast_model(tiny_protocol, seed=-2)
+    with pytest.raises(TypeError, match="params must be a dict"):
         cf.fit_fast_model("EASE", tiny_protocol.history("valid"), None)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (("BPR", {"factors": 4}), ValueError, r"model must be one of \('ALS', 'EASE', 'ItemKNN'\)"),
+    (("als", {"factors": 4}), ValueError, "model must be one of"),
+    (("EASE", {"lambda": 3.0}), ValueError, r"accepts only \['reg_weight'\]"),
+    (("EASE", {"reg_weight": 0}), ValueError, "reg_weight"),
+    (("ALS", {"factors": 0}), ValueError, "factors"),
+    (("ItemKNN", {"K": 0}), ValueError, "K"),
+    (("ItemKNN", "K=5"), TypeError, "params must be a dict"),
+    (("ALS", {"factors": 4, "num_threads": 4}), ValueError, r"accepts only \['alpha', 'factors', 'iterations'"),
+])
+def test_fit_fast_model_rejects_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        cf.fit_fast_model(args[0], csr(planted()[0]), args[1])
+    with pytest.raises(TypeError, match="seed"):
+        cf.fit_fast_model("EASE", csr(planted()[0]), {"reg_weight": 1.0}, seed=0.5)
+    with pytest.raises(TypeError, match="train_csr"):
+        cf.fit_fast_model("EASE", csr(planted()[0]).toarray(), {"reg_weight": 1.0})
+
+
+def test_tune_fast_model_rejects_bad_grids(tiny_protocol):
+    with pytest.raises(TypeError, match="grid must be a list"):
+        cf.tune_fast_model("EASE", tiny_protocol, grid={"reg_weight": 1.0})
+    with pytest.raises(TypeError, match="grid must be a list"):
+        cf.tune_fast_model("EASE", tiny_protocol, grid=5)
+    with pytest.raises(ValueError, match=r"must set \['K'\]"):
+        cf.tune_fast_model("ItemKNN", tiny_protocol, grid=[{"similarity": "cosine"}])
+    with pytest.raises(ValueError, match="factors"):
+        cf.tune_fast_model("ALS", tiny_protocol, grid=[{"factors": 0, "regularization": 1.0}])
+    with pytest.raises(TypeError, match="progress"):
+        cf.tune_fast_model("EASE", tiny_protocol, progress="yes")
+    with pytest.raises(TypeError, match="protocol"):
+        cf.tune_fast_model("EASE", object())
+    with pytest.raises(TypeError, match="seed"):
+        cf.tune_fast_model("EASE", tiny_protocol, seed=None)
+
+
+def tie_properties(n_users, n_items, k, seed):
+    rng = np.random.default_rng(seed)
+    truth = sp.csr_matrix((rng.random((n_users, n_items)) < 0.4).astype(np.float32))
+    distinct = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(np.float64)
+    assert cf.tie_sensitive_users(distinct, truth, k) == 0  # no equal scores: no tie can matter
+    coarse = rng.integers(0, 3, size=(n_users, n_items)).astype(np.float64)
+    count = cf.tie_sensitive_users(coarse, truth, k)
+    assert 0 <= count <= len(set(truth.tocoo().row))  # only users with a relevant item can count
+    assert cf.tie_sensitive_users(coarse * 2.0 + 5.0, truth, k) == count  # order-preserving maps change nothing
+    assert cf.tie_sensitive_users(np.zeros((n_users, n_items)), truth, k) == \
+        sum(1 for u in range(n_users) if truth[u].nnz and n_items > 1)  # one big tie
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # hypothesis missing: the same property on 50 fixed random cases
+    _cases = np.random.default_rng(12).integers([1, 2, 1, 0], [7, 9, 10, 2**31], size=(50, 4)).tolist()
+
+    @pytest.mark.parametrize("n_users, n_items, k, seed", _cases)
+    def test_tie_sensitive_users_properties(n_users, n_items, k, seed):
+        tie_properties(n_users, n_items, k, seed)
+else:
+    @settings(max_examples=50, deadline=None)
+    @given(st.integers(1, 6), st.integers(2, 8), st.integers(1, 9), st.integers(0, 2**32 - 1))
+    def test_tie_sensitive_users_properties(n_users, n_items, k, seed):
+        tie_properties(n_users, n_items, k, seed)

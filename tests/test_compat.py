@@ -104,6 +104,29 @@ def test_norm_adj_checks_shape():
         compat.norm_adj_matrix(sp.coo_matrix(np.ones((2, 3))), 3, 2)
 
 
+@pytest.mark.parametrize("args, error, match", [
+    ((np.ones((2, 3)), 2, 3), TypeError, "interaction_matrix must be a 2-D scipy.sparse"),
+    ((sp.coo_matrix(np.ones((2, 3))), 2.0, 3), TypeError, "n_users"),
+    ((sp.coo_matrix(np.ones((2, 3))), 2, True), TypeError, "n_items"),
+    ((sp.coo_matrix(np.ones((2, 3))), 0, 3), ValueError, "n_users"),
+    ((sp.coo_matrix(np.ones((2, 3))), 2, -3), ValueError, "n_items"),
+    ((sp.coo_matrix(np.array([[1.0, np.nan, 0.0], [0.0, 1.0, 1.0]])), 2, 3), ValueError, "NaN"),
+    ((sp.coo_matrix(np.array([[1.0, -1.0, 0.0], [0.0, 1.0, 1.0]])), 2, 3), ValueError, "non-negative"),
+    (("not a matrix", 1, 2), TypeError, "interaction_matrix"),
+    ((sp.coo_matrix(np.ones((2, 3))), 2, 4), ValueError, "expected"),
+])
+def test_norm_adj_rejects_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        compat.norm_adj_matrix(*args)
+
+
+def test_norm_adj_counts_every_stored_entry_once_whatever_its_weight():
+    weighted = sp.coo_matrix((np.array([5.0, 2.0, 2.0]), (np.array([0, 1, 1]), np.array([1, 0, 0]))), shape=(2, 2))
+    binary = sp.coo_matrix((np.ones(2), (np.array([0, 1]), np.array([1, 0]))), shape=(2, 2))
+    np.testing.assert_array_equal(compat.norm_adj_matrix(weighted, 2, 2)[0].toarray(),
+                                  compat.norm_adj_matrix(binary, 2, 2)[0].toarray())
+
+
 def test_ncl_keeps_its_degree_vector():
     import recbole.model.general_recommender.ncl as ncl
 

@@ -74,3 +74,37 @@ def test_clean_interactions_reports_every_step():
     assert clean[clean.item_id == 1].rating.item() == 5  # the latest rating is kept
     with pytest.raises(ValueError, match="missing"):
         D.clean_interactions(df.drop(columns="rating"))
+
+
+@pytest.mark.parametrize("bad, err", [((5, 1), ValueError), ((1, float("nan")), ValueError),
+                                      (5, TypeError), ((1, 2, 3), TypeError), (("1", 5), TypeError)])
+def test_clean_interactions_refuses_a_bad_rating_range(bad, err):
+    df = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [3], "timestamp": [1]})
+    with pytest.raises(err, match="rating_range"):
+        D.clean_interactions(df, rating_range=bad)
+
+
+# -- bad input: one table per public function -------------------------------------------------------------
+_INTER = pd.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "rating": [4, 5], "timestamp": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: D.load_movielens_100k(verify="yes"), TypeError, "verify"),
+        (lambda: D.load_movielens_100k(data_dir=3), TypeError, "data_dir"),
+        (lambda: D.load_movielens("ml-5m"), ValueError, "name must be one of"),
+        (lambda: D.load_movielens(None), ValueError, "name must be one of"),
+        (lambda: D.load_movielens("ml-1m", timeout=0), ValueError, "timeout"),
+        (lambda: D.load_movielens("ml-1m", timeout="10"), TypeError, "timeout"),
+        (lambda: D.clean_interactions(_INTER.to_dict()), TypeError, "interactions must be a pandas DataFrame"),
+        (lambda: D.clean_interactions(_INTER.drop(columns="rating")), ValueError, "missing"),
+        (lambda: D.clean_interactions(_INTER, rating_range=(5, 1)), ValueError, "rating_range"),
+        (lambda: D.clean_interactions(_INTER, rating_range=5), TypeError, "rating_range"),
+        (lambda: D.clean_interactions(_INTER, rating_range=("1", 5)), TypeError, "rating_range"),
+        (lambda: D.sha256_file(D.Path("/nonexistent/file")), FileNotFoundError, "nonexistent"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -41,7 +41,7 @@ def test_popularity_counts_users_and_breaks_ties_randomly():
     j = baselines.popularity_scores(hist, tie_seed=0)
     assert np.all(j[:, 0] > j[:, 1]) and np.all(j[:, 1] > j[:, 2:].max(axis=1))
     assert not np.array_equal(j[0, 2:].argsort(), j[1, 2:].argsort()) or not np.array_equal(j[1, 2:].argsort(), j[2, 2:].argsort())
-    with pytest.raises(ValueError, match="history"):
+    with pytest.raises(TypeError, match="history"):
         baselines.popularity_scores(np.zeros((2, 2)))
 
 
@@ -57,3 +57,13 @@ def test_set_seed_and_device():
         set_seed(-1)
     with pytest.raises(ValueError, match="device"):
         get_device("tpu")
+
+
+def test_set_seed_leaves_pythonhashseed_alone_and_refuses_bad_kinds(monkeypatch):
+    import os
+
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    set_seed(5)
+    assert "PYTHONHASHSEED" not in os.environ
+    with pytest.raises(TypeError, match="seed"):
+        set_seed(1.5)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from matplotlib import pyplot as plt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsuite import finetune as F
 
@@ -72,12 +73,11 @@ def synthetic_pairs(n_users=6, per_user=6, seed=0):
     return F.make_training_pairs(df, item_texts(), history_len=3)
 
 
-def fit(model, pairs=None, items=None, **kw):
+def fit(model, pairs=None, items=None, valid_fn=None, hard_negatives=None, **settings):
     """``F.train`` on the CPU without a progress bar, on the synthetic pairs unless told otherwise."""
-    kw.setdefault("device", "cpu")
-    kw.setdefault("progress", False)
     pairs = synthetic_pairs() if pairs is None else pairs
-    return F.train(model, pairs, item_texts() if items is None else items, **kw)
+    return F.train(model, pairs, item_texts() if items is None else items, F.TrainConfig(**settings),
+                   valid_fn=valid_fn, hard_negatives=hard_negatives, device="cpu", progress=False)
 
 
 # ----------------------------------------------------------------------------------------- pairs
@@ -408,17 +408,282 @@ def test_encode_and_scores(tiny):
     s = F.score_users_items(model, users, ITEMS, batch_size=3, progress=False)
     assert s.shape == (3, len(ITEMS)) and s.dtype == np.float32
     np.testing.assert_allclose(s, u @ model.encode(ITEMS, progress=False).T, atol=1e-5)
-    with pytest.raises(ValueError, match="texts"):
+    with pytest.raises(TypeError, match="texts"):
         model.encode("toy story")
 
 
-def test_plot_history(tiny):
+# ----------------------------------------------------------------------------------------- config and step
+
+
+def test_train_config_defaults_and_per_mode_rate():
+    config = F.TrainConfig()
+    assert config.learning_rate("lora") == 1e-3 and config.learning_rate("full") == 2e-5
+    assert F.TrainConfig(lr=0.5).learning_rate("full") == 0.5
+    assert not hasattr(F, "DEFAULT_LR")
+    with pytest.raises(Exception):  # frozen: FrozenInstanceError
+        config.lr = 1.0
+    with pytest.raises(ValueError, match="mode"):
+        config.learning_rate("frozen")
+
+
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("epochs", 0, ValueError), ("epochs", 1.0, TypeError), ("epochs", True, TypeError),
+        ("max_steps", 0, ValueError), ("batch_size", 1, ValueError), ("batch_size", "32", TypeError),
+        ("grad_accum", 0, ValueError), ("lr", 0.0, ValueError), ("lr", float("nan"), ValueError),
+        ("lr", "1e-3", TypeError), ("lora_lr", -1.0, ValueError), ("full_lr", float("inf"), ValueError),
+        ("weight_decay", -0.1, ValueError), ("warmup_ratio", 1.0, ValueError), ("warmup_ratio", -0.1, ValueError),
+        ("temperature", 0, ValueError), ("max_grad_norm", 0.0, ValueError), ("logq_correction", 1, TypeError),
+        ("seed", -1, ValueError), ("seed", 0.5, TypeError), ("eval_every", 0, ValueError),
+        ("patience", 0, ValueError), ("eval_at_start", "yes", TypeError),
+    ],
+)
+def test_train_config_rejects_bad_fields(field, value, error):
+    with pytest.raises(error, match=field):
+        F.TrainConfig(**{field: value})
+
+
+def test_train_step_is_one_optimisation_step(tiny):
     model = F.set_mode(F.TwoTower(tiny), "lora", r=2)
-    hist = fit(model, valid_fn=lambda m: 0.0, max_steps=3, batch_size=4, eval_every=1)
-    fig = F.plot_history(hist)
-    assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "optimiser step"
-    assert len(fig.axes[0].lines[0].get_ydata()) == 3  # one loss point per step
-    assert list(fig.axes[1].lines[0].get_xdata()) == [0, 1, 2, 3]  # validation at the start and every step
-    plt.close(fig)
-    with pytest.raises(ValueError, match="history"):
-        F.plot_history({"steps": 3})
+    before = state(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    batch = {"queries": ["toy story", "heat", "seven"], "items": ITEMS[:3], "pos_ids": np.arange(3)}
+    out = F.train_step(model, batch, opt, sched, F.TrainConfig())
+    assert np.isfinite(out["loss"]) and out["lr"] == 1e-2 and out["tokens"] > 0
+    assert sched.last_epoch == 1 and all(p.grad is None for p in params)
+    assert any(not torch.equal(before[k], v) for k, v in state(model).items() if "lora_B" in k)
+    with pytest.raises(TypeError, match="batch"):
+        F.train_step(model, {"queries": ["a"]}, opt, sched, F.TrainConfig())
+    with pytest.raises(TypeError, match="config"):
+        F.train_step(model, batch, opt, sched, {"lr": 1e-3})
+    with pytest.raises(TypeError, match="model"):
+        F.train_step(object(), batch, opt, sched, F.TrainConfig())
+
+
+def test_train_rejects_bad_arguments(tiny):
+    model = F.set_mode(F.TwoTower(tiny), "lora", r=2)
+    pairs = synthetic_pairs()
+    with pytest.raises(TypeError, match="config"):
+        F.train(model, pairs, item_texts(), {"epochs": 1}, device="cpu", progress=False)
+    with pytest.raises(TypeError, match="model"):
+        F.train("model", pairs, item_texts(), device="cpu")
+    with pytest.raises(TypeError, match="valid_fn"):
+        fit(model, pairs, valid_fn=0.5, batch_size=4)
+    with pytest.raises(TypeError, match="pairs"):
+        fit(model, pairs.to_numpy(), batch_size=4)
+    with pytest.raises(TypeError, match="item_idx"):
+        fit(model, pairs.assign(item_idx=pairs.item_idx.astype(float)), batch_size=4)
+    with pytest.raises(TypeError, match="item_texts"):
+        fit(model, pairs, items="toy story", batch_size=4)
+    with pytest.raises(TypeError, match="progress"):
+        F.train(model, pairs, item_texts(), F.TrainConfig(batch_size=4), device="cpu", progress="no")
+    with pytest.raises(TypeError, match="device"):
+        F.train(model, pairs, item_texts(), F.TrainConfig(batch_size=4), device=3, progress=False)
+
+
+# ----------------------------------------------------------------------------------------- hard negatives
+
+
+def test_hard_negatives_never_draw_positives_or_excluded_items():
+    # 5 items. User 0 saw 0, 1 (excluded) and has positive 2: eligible 3, 4 only, although 0..2 score highest.
+    pairs = pd.DataFrame({"user_idx": [0, 0, 1], "item_idx": [2, 2, 4]})
+    scores = np.array([[9.0, 8, 7, 1, 2], [5, 4, 3, 2, 1]])
+    seen = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.float32))
+    neg = F.hard_negatives_from_scores(pairs, scores, exclude=seen, k=2, pool=3)
+    assert neg.shape == (3, 2) and neg.dtype == np.int64
+    assert set(neg[0]) == set(neg[1]) == {3, 4}  # the pool shrinks to the two eligible items
+    assert set(neg[2]) <= {0, 1, 2} and len(set(neg[2])) == 2  # user 1's top 3 without its positive 4
+    # Without exclude, the user's own positive (any of its pairs) is still never a negative.
+    neg = F.hard_negatives_from_scores(pairs, scores, k=1, pool=1)
+    np.testing.assert_array_equal(neg, [[0], [0], [0]])
+    with pytest.raises(ValueError, match="user 0 has 2 eligible items"):
+        F.hard_negatives_from_scores(pairs, scores, exclude=seen, k=3, pool=3)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(0, 2**16), st.floats(0.0, 0.5))
+def test_hard_negatives_property(k, pool, seed, density):
+    pool = max(pool, k)
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 4, 12
+    scores = rng.integers(0, 4, (n_users, n_items)).astype(float)  # ties everywhere
+    seen = sp.csr_matrix(rng.random((n_users, n_items)) < density)
+    pairs = pd.DataFrame({"user_idx": rng.integers(0, n_users, 10), "item_idx": rng.integers(0, n_items, 10)})
+    banned = seen.toarray()
+    banned[pairs.user_idx, pairs.item_idx] = True
+    if ((~banned)[pairs.user_idx.unique()].sum(1) < k).any():
+        with pytest.raises(ValueError, match="eligible"):
+            F.hard_negatives_from_scores(pairs, scores, exclude=seen, k=k, pool=pool, seed=seed)
+        return
+    neg = F.hard_negatives_from_scores(pairs, scores, exclude=seen, k=k, pool=pool, seed=seed)
+    assert neg.shape == (len(pairs), k)
+    for u, row in zip(pairs.user_idx, neg):
+        assert len(set(row)) == k and not banned[u, row].any()
+        ok = np.flatnonzero(~banned[u])
+        top = ok[np.argsort(-scores[u, ok], kind="stable")][:pool]
+        assert set(row) <= set(top)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"pairs": pd.DataFrame({"user_idx": [0]})}, ValueError, "item_idx"),
+        ({"pairs": [(0, 1)]}, TypeError, "pairs"),
+        ({"scores": np.ones(4)}, ValueError, "scores"),
+        ({"scores": np.array([[np.nan, 1, 2, 3]] * 2)}, ValueError, "NaN"),
+        ({"scores": [["a"] * 4] * 2}, TypeError, "scores"),
+        ({"pairs": pd.DataFrame({"user_idx": [5], "item_idx": [0]})}, ValueError, "user_idx"),
+        ({"pairs": pd.DataFrame({"user_idx": [0], "item_idx": [9]})}, ValueError, "item_idx"),
+        ({"pairs": pd.DataFrame({"user_idx": [0.0], "item_idx": [1]})}, TypeError, "user_idx"),
+        ({"exclude": np.zeros((2, 4))}, TypeError, "exclude"),
+        ({"exclude": sp.csr_matrix((3, 4))}, ValueError, "exclude"),
+        ({"k": 0}, ValueError, "k"), ({"k": 2, "pool": 1}, ValueError, "pool"),
+        ({"pool": 1.5}, TypeError, "pool"), ({"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_hard_negatives_reject_bad_input(kwargs, error, match):
+    args = {"pairs": pd.DataFrame({"user_idx": [0, 1], "item_idx": [0, 1]}), "scores": np.arange(8.0).reshape(2, 4)}
+    args.update(kwargs)
+    pairs, scores = args.pop("pairs"), args.pop("scores")
+    with pytest.raises(error, match=match):
+        F.hard_negatives_from_scores(pairs, scores, **args)
+
+
+# ----------------------------------------------------------------------------------------- adapters and bases
+
+
+def test_adapter_refuses_another_base(tiny, tmp_path):
+    from transformers import BertModel
+
+    other = tmp_path / "other-bert"
+    other.mkdir()
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        src = __import__("pathlib").Path(tiny) / f
+        if src.is_file():
+            (other / f).write_bytes(src.read_bytes())
+    torch.manual_seed(1)  # same architecture, other weights: peft alone would load the adapter silently
+    BertModel(BertModel.from_pretrained(tiny).config).save_pretrained(other)
+    model = F.set_mode(F.TwoTower(tiny), "lora", r=2)
+    fit(model, max_steps=1, batch_size=8, lr=1e-2)
+    F.save_adapter(model, tmp_path / "adapter")
+    with pytest.raises(ValueError, match="base"):
+        F.load_adapter(tmp_path / "adapter", base=str(other))
+    assert F.load_adapter(tmp_path / "adapter", base=tiny).mode == "frozen"
+
+
+# ----------------------------------------------------------------------------------------- bad input everywhere
+
+
+def test_text_functions_reject_bad_input():
+    with pytest.raises(TypeError, match="titles"):
+        F.compose_query("", "toy story")  # a str would be joined letter by letter
+    with pytest.raises(TypeError, match="profile"):
+        F.compose_query(None, ["T1"])
+    with pytest.raises(TypeError, match="sep"):
+        F.compose_query("", ["T1", "T2"], sep=None)
+    with pytest.raises(TypeError, match="titles"):
+        F.compose_query("", ["T1", 2])
+    with pytest.raises(TypeError, match="train_df"):
+        F.make_training_pairs(hand_frame().to_numpy(), TITLES)
+    with pytest.raises(TypeError, match="timestamp"):
+        F.make_training_pairs(hand_frame().astype({"timestamp": float}), TITLES)
+    with pytest.raises(TypeError, match="item_text"):
+        F.make_training_pairs(hand_frame(), "T0 T1")
+    with pytest.raises(TypeError, match="history_len"):
+        F.make_training_pairs(hand_frame(), TITLES, history_len=2.0)
+    with pytest.raises(ValueError, match="min_history"):
+        F.make_training_pairs(hand_frame(), TITLES, min_history=-1)
+    with pytest.raises(TypeError, match="prefix"):
+        F.make_training_pairs(hand_frame(), TITLES, prefix=1)
+    with pytest.raises(ValueError, match="user_text"):
+        F.make_training_pairs(hand_frame(), TITLES, user_text=["only one"])
+    with pytest.raises(ValueError, match="negative"):
+        F.make_training_pairs(hand_frame().assign(user_idx=-1), TITLES)
+    with pytest.raises(TypeError, match="history_df"):
+        F.user_query_texts({"user_idx": [0]}, TITLES)
+    with pytest.raises(TypeError, match="n_users"):
+        F.user_query_texts(hand_frame(), TITLES, n_users=2.5)
+    with pytest.raises(ValueError, match="user_text"):
+        F.user_query_texts(hand_frame(), TITLES, user_text=["A."], n_users=2)
+    with pytest.raises(ValueError, match="history_df is empty"):
+        F.user_query_texts(hand_frame().head(0), TITLES)
+
+
+def test_model_functions_reject_bad_input(tiny, tmp_path):
+    with pytest.raises(TypeError, match="model_name_or_path"):
+        F.TwoTower(3)
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        F.TwoTower(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="pooling"):
+        F.TwoTower(tiny, pooling="max")
+    with pytest.raises(TypeError, match="shared"):
+        F.TwoTower(tiny, shared="yes")
+    with pytest.raises(ValueError, match="max_length must be <= 64"):
+        F.TwoTower(tiny, max_length=1024)  # beyond the position embeddings: a torch index error otherwise
+    model = F.TwoTower(tiny)
+    with pytest.raises(ValueError, match="tower"):
+        model.encode(["toy"], tower="user")
+    with pytest.raises(ValueError, match="batch_size"):
+        model.encode(["toy"], batch_size=0)
+    with pytest.raises(TypeError, match="progress"):
+        model.encode(["toy"], progress=None)
+    assert model.encode([], progress=False).shape == (0, HIDDEN)
+    with pytest.raises(TypeError, match="model"):
+        F.count_parameters("model")
+    with pytest.raises(ValueError, match="mode"):
+        F.set_mode(model, "half")
+    with pytest.raises(ValueError, match="only apply to mode='lora'"):
+        F.set_mode(model, "full", r=2)
+    with pytest.raises(TypeError, match="model"):
+        F.set_mode(torch.nn.Linear(2, 2), "frozen")
+    with pytest.raises(ValueError, match="dropout"):
+        F.apply_lora(F.TwoTower(tiny), dropout=1.0)
+    with pytest.raises(ValueError, match="r must"):
+        F.apply_lora(F.TwoTower(tiny), r=0)
+    with pytest.raises(ValueError, match="target_modules"):
+        F.apply_lora(F.TwoTower(tiny), target_modules=("nope",))
+    with pytest.raises(TypeError, match="model"):
+        F.apply_lora([1, 2])
+    with pytest.raises(TypeError, match="q must"):
+        F.info_nce(np.eye(2), torch.eye(2))
+    with pytest.raises(ValueError, match="q must"):
+        F.info_nce(torch.eye(2, dtype=torch.long), torch.eye(2))
+    with pytest.raises(ValueError, match="neg_ids"):
+        F.info_nce(torch.eye(2), torch.eye(2), neg_ids=torch.tensor([1]))
+    with pytest.raises(TypeError, match="model"):
+        F.score_users_items("model", ["a"], ["b"])
+    with pytest.raises(TypeError, match="batch_size"):
+        F.score_users_items(model, ["toy"], ITEMS, batch_size=2.0)
+    with pytest.raises(TypeError, match="protocol"):
+        F.validation_callback(None, ["a"], ["b"])
+    with pytest.raises(TypeError, match="user_texts"):
+        F.validation_callback(type("P", (), {"evaluate": None})(), "a", ["b"])
+    with pytest.raises(ValueError, match="k"):
+        F.validation_callback(type("P", (), {"evaluate": None})(), ["a"], ["b"], k=0)
+    with pytest.raises(TypeError, match="model"):
+        F.save_adapter("model", tmp_path / "x")
+    with pytest.raises(ValueError, match="holds no saved adapter"):
+        F.load_adapter(tmp_path)
+    with pytest.raises(TypeError, match="path"):
+        F.load_adapter(None)
+    with pytest.raises(TypeError, match="trainable"):
+        F.load_adapter(tmp_path, trainable="no")
+
+
+def test_damaged_adapter_config_is_a_clear_error(tiny, tmp_path):
+    model = F.set_mode(F.TwoTower(tiny), "lora", r=2)
+    F.save_adapter(model, tmp_path / "a")
+    cfg = tmp_path / "a" / "twotower.json"
+    cfg.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read"):
+        F.load_adapter(tmp_path / "a", base=tiny)
+    cfg.write_text('{"mode": "lora"}')
+    with pytest.raises(ValueError, match="damaged"):
+        F.load_adapter(tmp_path / "a", base=tiny)
+    with pytest.raises(TypeError, match="texts"):
+        model.tokenize("toy story")
+    with pytest.raises(TypeError, match="path"):
+        F.save_adapter(model, 3)

@@ -67,7 +67,7 @@ def test_profile_text_articles_and_missing_fields():
 def test_profile_text_custom_template_and_errors():
     text = llm.profile_text(USER, history_frame(), template="{gender} | {occupation} | {top_genres_raw}")
     assert text == "man | technician | Sci-Fi, Thriller"
-    with pytest.raises(ValueError, match="user_row"):
+    with pytest.raises(TypeError, match="user_row"):
         llm.profile_text([24, "technician"], history_frame())
     with pytest.raises(ValueError, match="max_recent"):
         llm.profile_text(USER, history_frame(), max_recent=0)
@@ -229,5 +229,89 @@ def test_hf_generator_rejects_bad_input(tiny_lm, tmp_path):
     gen = llm.HFGenerator(tiny_lm, device="cpu", cache=False)
     with pytest.raises(ValueError, match="prompts"):
         gen.generate([])
-    with pytest.raises(ValueError, match="prompts"):
+    with pytest.raises(TypeError, match="prompts"):
         gen.generate("one prompt")
+
+
+# --------------------------------------------------------------------------------------------- issue 12 bad input
+
+
+def _frames():
+    users = pd.DataFrame({"user_id": [1], "age": [24], "gender": ["M"], "occupation": ["technician"]})
+    hist = history_frame()
+    inter = hist.assign(user_id=1)[["user_id", "item_id", "timestamp"]]
+    return users, inter, hist
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda u, i, h: llm.profile_text(USER, "frame"), TypeError),
+        (lambda u, i, h: llm.profile_text(USER, h, top_genres=1.0), TypeError),
+        (lambda u, i, h: llm.profile_text(USER, h, template="{plot}"), ValueError),
+        (lambda u, i, h: llm.profile_text(USER, h, template=3), TypeError),
+        (lambda u, i, h: llm.profile_texts(u, i, h, backend="HF"), ValueError),
+        (lambda u, i, h: llm.profile_texts(u, i, h, generator=object()), ValueError),
+        (lambda u, i, h: llm.profile_texts(u, i, h, backend="hf", generator="gpt2"), TypeError),
+        (lambda u, i, h: llm.profile_texts(u, i, h, progress="no"), TypeError),
+        (lambda u, i, h: llm.profile_texts(u, i, h, empty_template="{nobody}"), ValueError),
+        (lambda u, i, h: llm.profile_texts(u, i.assign(user_id=[None] * len(i)), h), ValueError),
+        (lambda u, i, h: llm.profile_texts(u.to_dict(), i, h), TypeError),
+        (lambda u, i, h: llm.user_vectors("train"), ValueError),
+        (lambda u, i, h: llm.user_vectors("valid", kind="llm"), ValueError),
+        (lambda u, i, h: llm.user_vectors("valid", center="yes"), TypeError),
+        (lambda u, i, h: llm.user_vectors("valid", generator=object()), ValueError),
+        (lambda u, i, h: llm.user_vectors("valid", "text-profile", generator=object()), TypeError),
+        (lambda u, i, h: llm.HFGenerator(42), TypeError),
+        (lambda u, i, h: llm.user_vectors("valid", protocol="protocol"), TypeError),
+        (lambda u, i, h: llm.profile_texts(u.assign(age=[2.5]), i, h), ValueError),
+        (lambda u, i, h: llm.profile_texts(u, i.assign(timestamp=np.nan), h), ValueError),
+    ],
+)
+def test_bad_input_table(call, error):
+    with pytest.raises(error):
+        call(*_frames())
+
+
+def test_hf_generator_bad_arguments(tiny_lm, tmp_path):
+    with pytest.raises(TypeError, match="cache"):
+        llm.HFGenerator(tiny_lm, cache="yes")
+    with pytest.raises(TypeError, match="cache_dir"):
+        llm.HFGenerator(tiny_lm, cache_dir=3)
+    with pytest.raises(TypeError, match="batch_size"):
+        llm.HFGenerator(tiny_lm, batch_size=2.0)
+    gen = llm.HFGenerator(tiny_lm, device="cpu", cache=False)
+    with pytest.raises(TypeError, match="fields"):
+        gen.prompt(["a"])
+    with pytest.raises(ValueError, match="fields lacks"):
+        gen.prompt({"age": 3})
+
+
+def test_damaged_profile_cache_is_regenerated(tiny_lm, tmp_path):
+    gen = llm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
+    first = gen.generate(["Profile:"], progress=False)
+    gen.cache_path().write_text('{"settings": 1, "entries": [', encoding="utf-8")
+    again = llm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
+    assert again.generate(["Profile:"], progress=False) == first and again.stats["generated"] == 1
+
+
+def test_pipe_separated_genres_give_the_same_profile():
+    hist = history_frame()
+    piped = hist.assign(genres=hist.genres.map("|".join))
+    assert llm.profile_text(USER, piped) == llm.profile_text(USER, hist)
+    users, inter, items = _frames()
+    assert llm.profile_texts(users, inter, items.assign(genres=items.genres.map("|".join)), progress=False).equals(
+        llm.profile_texts(users, inter, items, progress=False))
+
+
+def test_missing_title_is_refused_never_the_word_none():
+    hist = history_frame().astype({"title": object})
+    hist.loc[0, "title"] = None
+    with pytest.raises(ValueError, match="title"):
+        llm.profile_text(USER, hist)
+
+
+@pytest.mark.parametrize("age, error", [(24.5, ValueError), (-3, ValueError), ("old", TypeError)])
+def test_bad_ages_are_refused(age, error):
+    with pytest.raises(error, match="age"):
+        llm.profile_text({**USER, "age": age}, history_frame())

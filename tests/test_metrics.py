@@ -129,12 +129,15 @@ def test_topk_from_scores_matches_a_full_stable_sort_on_random_ties():
         (np.array([[1, 2, 9], [0, 2, 4], [0, 1, 2]]), TRUTH, 3, "outside the catalogue"),
         (np.array([[1, 1, 3], [0, 2, 4], [0, 1, 2]]), TRUTH, 3, "repeats an item"),
         (TOPK, TRUTH.toarray(), 3, "scipy.sparse"),
-        (TOPK, TRUTH, 0, "positive int"),
+        (TOPK, TRUTH, 0, "k must be an int >= 1"),
+        (TOPK, TRUTH, 2.0, "k must be an int"),
+        (TOPK, TRUTH, True, "k must be an int"),
+        (np.array([[1, 2, -2], [0, 2, 4], [0, 1, 2]]), TRUTH, 3, "only -1"),
         (TOPK[0], TRUTH, 3, "2-D"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(topk, truth, k, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         M.ndcg_at_k(topk, truth, k=k)
 
 
@@ -204,11 +207,127 @@ def test_paired_bootstrap_rejects_bad_input():
         M.paired_bootstrap(pd.Series(a, index=[0, 1, 2]), pd.Series(a[[1, 2, 0]], index=[1, 2, 0]))
     with pytest.raises(ValueError, match="n_boot must be an int >= 100"):
         M.paired_bootstrap(a, a, n_boot=10)
-    with pytest.raises(ValueError, match="level must be a number in"):
+    with pytest.raises(ValueError, match="level must be a finite number in"):
         M.paired_bootstrap(a, a, level=95)
     with pytest.raises(ValueError, match="at least 2 users"):
         M.paired_bootstrap(np.array([0.1, np.nan]), np.array([0.2, np.nan]))
     with pytest.raises(ValueError, match="divides by mean\\(b\\), which is 0"):
         M.paired_bootstrap(a, np.zeros(3), relative=True)
-    with pytest.raises(ValueError, match="min_effect must be a non-negative number"):
+    with pytest.raises(ValueError, match="min_effect must be a finite number in \\[0.0"):
         M.paired_bootstrap(a, a).verdict(-1)
+
+
+def test_catalog_coverage_refuses_ids_outside_the_catalogue():
+    with pytest.raises(ValueError, match="outside"):
+        M.catalog_coverage(np.array([[0, 7]]), 4, k=2)
+    with pytest.raises(TypeError, match="n_items"):
+        M.catalog_coverage(np.array([[0, 1]]), 4.0, k=2)
+
+
+@pytest.mark.parametrize("fn", [M.catalog_coverage, M.gini_index])
+def test_catalogue_metrics_refuse_out_of_range_ids(fn):
+    with pytest.raises(ValueError, match="outside"):
+        fn(np.array([[0, 4]]), 4, k=2)
+    with pytest.raises(ValueError, match="negative"):
+        fn(np.array([[0, -2]]), 4, k=2)  # -1 means "no item"; anything lower is refused
+
+
+def test_novelty_refuses_out_of_range_ids():
+    with pytest.raises(ValueError, match="outside"):
+        M.novelty(np.array([[0, 4]]), np.ones(4), k=2)
+
+
+# -- short lists: -1 pads, and every metric reads it as "no item" ---------------------------------------
+def test_topk_from_scores_pads_short_lists_with_minus_one_never_a_masked_item():
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.3, 0.4]])
+    exclude = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))
+    allowed = np.array([True, True, True, False])
+    top = M.topk_from_scores(scores, 3, exclude=exclude, allowed=allowed)
+    np.testing.assert_array_equal(top, [[2, -1, -1], [2, 1, 0]])
+    assert top.dtype == np.int64
+    assert M.NO_ITEM == -1
+
+
+def test_topk_from_scores_masks_are_keyword_only():
+    scores = np.zeros((1, 3))
+    with pytest.raises(TypeError):
+        M.topk_from_scores(scores, 1, None)  # noqa
+
+
+def test_minus_one_padding_is_never_a_hit_nor_an_item():
+    # user 1's -1 would otherwise read as item n_items-1 of user 0's row in the flattened lookup
+    truth = sp.csr_matrix(np.array([[0, 0, 0, 1], [1, 0, 0, 0]]))
+    padded = np.array([[3, -1], [0, -1]])
+    assert M.hit_matrix(padded, truth, 2).tolist() == [[True, False], [True, False]]
+    assert M.precision_at_k(padded, truth, 2) == 0.5  # a padded slot is a miss, P@k still divides by k
+    assert M.recall_at_k(padded, truth, 2) == 1.0
+    only_pad = np.array([[-1, -1], [-1, -1]])
+    for name in M.RANKING:
+        assert getattr(M, {"hit": "hit_rate", "ndcg": "ndcg", "recall": "recall", "precision": "precision",
+                           "mrr": "mrr", "map": "map"}[name] + "_at_k")(only_pad, truth, 2) == 0.0
+    pu = M.per_user_metrics(only_pad, truth, 2)
+    assert (pu[[f"{m}@2" for m in M.RANKING]] == 0).all().all()
+    assert M.catalog_coverage(np.array([[0, -1], [1, -1]]), 4, k=2) == 0.5
+    assert M.gini_index(np.array([[0, -1], [1, -1]]), 2, k=2) == 0.0
+    assert M.gini_index(only_pad, 4, k=2) == 0.0
+    pop = np.array([3.0, 1.0, 0.0, 0.0])
+    assert M.novelty(np.array([[0, -1]]), pop, k=2) == pytest.approx(M.novelty(np.array([[0]]), pop, k=1))
+    vec = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    assert M.intra_list_diversity(np.array([[0, 1, -1], [2, -1, -1]]), vec, k=3) == pytest.approx(1.0)
+    row = M.evaluate(np.array([[0, -1], [1, -1]]), truth, k=2, catalog=np.array([0, 1, 2]))
+    assert row["coverage@2"] == pytest.approx(2 / 3)
+
+
+def test_padding_leaves_full_lists_bit_identical():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(40, 30))
+    ex = sp.random(40, 30, density=0.2, random_state=1, format="csr")
+    allowed = rng.random(30) > 0.2
+    top = M.topk_from_scores(scores, 10, exclude=ex, allowed=allowed)
+    assert (top >= 0).all()
+    s = scores.copy()
+    s[:, ~allowed] = -np.inf
+    s[ex.toarray() != 0] = -np.inf
+    np.testing.assert_array_equal(top, np.argsort(-s, axis=1, kind="stable")[:, :10])
+
+
+# -- bad input: one table per public function -------------------------------------------------------------
+_T = np.array([[0, 1], [2, 3]])
+_TRUTH2 = sp.csr_matrix(np.eye(2, 4))
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: M.hit_matrix(_T, _TRUTH2.toarray(), 2), TypeError, "truth"),
+        (lambda: M.hit_matrix(_T.astype(float), _TRUTH2, 2), TypeError, "topk"),
+        (lambda: M.per_user_metrics(_T, _TRUTH2, 3), ValueError, "larger than the top-k lists"),
+        (lambda: M.per_user_metrics(_T[:1], _TRUTH2, 2), ValueError, "rows"),
+        (lambda: M.catalog_coverage(_T, 0, 2), ValueError, "n_items"),
+        (lambda: M.catalog_coverage(_T, 3, 2), ValueError, "outside"),
+        (lambda: M.gini_index(_T, "4", 2), TypeError, "n_items"),
+        (lambda: M.gini_index(sp.csr_matrix(_T), 4, 2), TypeError, "topk"),
+        (lambda: M.novelty(_T, np.array([1.0, -1, 0, 0]), 2), ValueError, "item_popularity"),
+        (lambda: M.novelty(_T, np.ones((2, 2)), 2), ValueError, "item_popularity"),
+        (lambda: M.novelty(_T, np.array([1.0, np.nan, 0, 0]), 2), ValueError, "item_popularity"),
+        (lambda: M.novelty(np.array([[-1, -1]]), np.ones(4), 2), ValueError, "at least one"),
+        (lambda: M.intra_list_diversity(_T, np.ones(4), 2), ValueError, "item_vectors"),
+        (lambda: M.intra_list_diversity(_T, np.ones((4, 2)), 1), ValueError, "at least 2"),
+        (lambda: M.intra_list_diversity(_T, np.full((4, 2), np.inf), 2), ValueError, "item_vectors"),
+        (lambda: M.intra_list_diversity(np.array([[0, -1]]), np.ones((4, 2)), 2), ValueError, "two or more"),
+        (lambda: M.topk_from_scores(np.zeros(3), 1), ValueError, "2-D"),
+        (lambda: M.topk_from_scores(np.array([["a", "b"]]), 1), ValueError, "numeric"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 0), ValueError, "k must be"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1.0), TypeError, "k must be"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, allowed=np.ones(2, bool)), ValueError, "allowed"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, exclude=sp.csr_matrix((2, 3))), ValueError, "exclude"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=True), TypeError, "catalog"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=2.5), TypeError, "catalog"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=[0, 9]), ValueError, "catalog"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=[0, 1]), ValueError, "outside catalog"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, item_popularity=np.ones(3)), ValueError, "outside"),
+    ],
+)
+def test_every_public_function_refuses_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

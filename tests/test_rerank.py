@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from recsuite import rerank as R
+from recsuite.fusion import normalize_scores
 
 
 @pytest.fixture(params=["gram", "gather"])
@@ -90,8 +91,8 @@ def test_mmr_uses_the_scores_as_given(path):
     # Scores × 10, lam = .5, after a: b 4.5 − .4 = 4.1 beats x 3.5 − .15 and c 1.0: the score order.
     # Rescaling per user (min-max) removes the difference again.
     assert R.mmr(ITEMS, SCORES * 10, VEC, 4, 0.5).tolist() == [[A, B, X, C]]
-    assert np.array_equal(R.mmr(ITEMS, R.minmax_scores(SCORES * 10), VEC, 4, 0.5),
-                          R.mmr(ITEMS, R.minmax_scores(SCORES), VEC, 4, 0.5))
+    assert np.array_equal(R.mmr(ITEMS, normalize_scores(SCORES * 10, "minmax"), VEC, 4, 0.5),
+                          R.mmr(ITEMS, normalize_scores(SCORES, "minmax"), VEC, 4, 0.5))
 
 
 def test_mmr_equal_scores_go_to_the_earlier_candidate(path):
@@ -150,7 +151,7 @@ def test_maxsum_raises_the_ild_it_optimises():
 
 
 def test_maxsum_rejects_bad_input():
-    with pytest.raises(ValueError, match="lam must be a number in"):
+    with pytest.raises(ValueError, match="lam must be a finite number in"):
         R.maxsum(ITEMS, SCORES, VEC, 4, 1.5)
     with pytest.raises(ValueError, match="k=5 is larger"):
         R.maxsum(ITEMS, SCORES, VEC, 5, 0.5)
@@ -469,40 +470,48 @@ def test_no_users_gives_an_empty_result():
 
 
 # -- rescaling ----------------------------------------------------------------------------------------
-def test_minmax_and_zscore_hand_computed():
-    s = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
-    np.testing.assert_allclose(R.minmax_scores(s), [[0, 1, 0.5], [0, 0, 0]])
-    z = math.sqrt(1.5)  # std of (1, 3, 2) is sqrt(2/3)
-    np.testing.assert_allclose(R.zscore_scores(s), [[-z, z, 0], [0, 0, 0]])
-    assert s[0, 0] == 1.0  # the input is not modified
+def test_constant_rows_normalised_by_fusion_change_no_choice(path):
+    # normalize_scores maps a constant row to 0.5 (minmax) / 0 (zscore); a constant shift per user moves no argmax
+    rng = np.random.default_rng(5)
+    vec = rng.normal(size=(30, 4))
+    cand = np.stack([rng.permutation(30)[:8] for _ in range(3)])
+    s = np.vstack([np.full(8, 2.0), np.full(8, -1.0), np.full(8, 7.0)])
+    g, p = rng.random((30, 3)), rng.random((3, 3))
+    for method in ("minmax", "zscore"):
+        n = normalize_scores(s, method).astype(np.float64)
+        for f in (lambda x: R.mmr(cand, x, vec, 5, 0.4), lambda x: R.maxsum(cand, x, vec, 5, 0.4),
+                  lambda x: R.dpp(cand, x, vec, 5, 0.6), lambda x: R.calibrate(cand, x, g, p, 5, 0.5),
+                  lambda x: R.scalarize(cand, x, 5, {"relevance": 1.0, "diversity": 1.0}, item_vectors=vec)):
+            assert np.array_equal(f(n), f(s)), method
+        assert np.array_equal(R.mmr(cand, n, vec, 5, 0.4), R.mmr(cand, np.zeros_like(s), vec, 5, 0.4))
 
 
 # -- candidates and Pareto fronts ---------------------------------------------------------------------
-def test_candidates_respect_the_masks_and_keep_the_scores():
+def test_shortlist_respect_the_masks_and_keep_the_scores():
     import scipy.sparse as sp
 
     scores = np.array([[0.1, 0.9, 0.5, 0.7, 0.3],
                        [0.8, 0.2, 0.6, 0.4, 0.0]], dtype=np.float32)
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))  # user 0 has seen item 1
     allowed = np.array([True, True, True, True, False])  # item 4 is outside the catalogue
-    items, cand = R.candidates(scores, 3, exclude=seen, allowed=allowed)
+    items, cand = R.shortlist(scores, 3, exclude=seen, allowed=allowed)
     # user 0: 1 is seen, 4 not allowed -> 3 (.7), 2 (.5), 0 (.1); user 1: 0 (.8), 2 (.6), 3 (.4)
     assert items.tolist() == [[3, 2, 0], [0, 2, 3]]
     assert items.dtype == np.int64 and cand.dtype == np.float64
     np.testing.assert_allclose(cand, [[0.7, 0.5, 0.1], [0.8, 0.6, 0.4]], rtol=1e-6)
     # without masks it is the plain top-m, equal scores by item index
-    assert R.candidates([[1.0, 2.0, 2.0]], 2)[0].tolist() == [[1, 2]]
+    assert R.shortlist([[1.0, 2.0, 2.0]], 2)[0].tolist() == [[1, 2]]
 
 
-def test_candidates_need_enough_rankable_items_per_user():
+def test_shortlist_need_enough_rankable_items_per_user():
     import scipy.sparse as sp
 
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]]))
     allowed = np.array([True, True, True, True, False])
     # user 0 can be shown items 0, 2, 3 only (1 seen; 4 seen but outside the catalogue, counted once)
-    assert R.candidates(np.ones((2, 5)), 3, exclude=seen, allowed=allowed)[0].tolist() == [[0, 2, 3], [0, 1, 2]]
+    assert R.shortlist(np.ones((2, 5)), 3, exclude=seen, allowed=allowed)[0].tolist() == [[0, 2, 3], [0, 1, 2]]
     with pytest.raises(ValueError, match="m=4 is larger than the 3 items user row 0"):
-        R.candidates(np.ones((2, 5)), 4, exclude=seen, allowed=allowed)
+        R.shortlist(np.ones((2, 5)), 4, exclude=seen, allowed=allowed)
 
 
 def test_pareto_front_hand_worked():
@@ -573,23 +582,22 @@ ERRORS = [
                          item_popularity=[1, 2, 3, 4]), "n_items"),
     (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 4, {"relevance": 1.0}), "k=4"),
     (lambda: R.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
-    (lambda: R.minmax_scores([1.0, 2.0]), "cand_scores"),
-    (lambda: R.zscore_scores([[1.0, np.nan]]), "cand_scores"),
-    (lambda: R.candidates([1.0, 2.0], 1), "scores"),
-    (lambda: R.candidates([[1.0, np.nan]], 1), "scores"),
-    (lambda: R.candidates([[1.0, 2.0]], 0), "m must"),
-    (lambda: R.candidates([[1.0, 2.0]], 3), "k=3"),
-    (lambda: R.candidates([[1.0, 2.0]], 2, allowed=[True, False]), "m=2"),
-    (lambda: R.candidates([[1.0, 2.0]], 1, allowed=[1, 0]), "allowed"),
-    (lambda: R.candidates([[1.0, 2.0]], 1, exclude=np.eye(2)), "exclude"),
+    (lambda: R.shortlist([1.0, 2.0], 1), "scores"),
+    (lambda: R.shortlist([[1.0, np.nan]], 1), "scores"),
+    (lambda: R.shortlist([[1.0, 2.0]], 0), "m must"),
+    (lambda: R.shortlist([[1.0, 2.0]], 1.0), "m must"),
+    (lambda: R.shortlist([[1.0, 2.0]], 3), "k=3"),
+    (lambda: R.shortlist([[1.0, 2.0]], 2, allowed=[True, False]), "m=2"),
+    (lambda: R.shortlist([[1.0, 2.0]], 1, allowed=[1, 0]), "allowed"),
+    (lambda: R.shortlist([[1.0, 2.0]], 1, exclude=np.eye(2)), "exclude"),
     (lambda: R.pareto_front([1.0, 2.0]), "objectives"),
     (lambda: R.pareto_front([[1.0, np.inf]]), "objectives"),
 ]
 
 
 @pytest.mark.parametrize("call, match", ERRORS, ids=[f"{i}-{m}" for i, (_, m) in enumerate(ERRORS)])
-def test_bad_input_raises_a_value_error_naming_it(call, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_input_raises_a_clear_error_naming_it(call, match):
+    with pytest.raises((TypeError, ValueError), match=match):
         call()
 
 
@@ -623,5 +631,117 @@ def test_sort_by_score_keeps_the_set_and_is_idempotent(path):
     (np.array([[5.0, 3.0]]), "topk must be a 2-D int array"),
 ])
 def test_sort_by_score_rejects_bad_lists(top, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         R.sort_by_score(top, np.array([[5, 3, 9]]), np.array([[0.9, 0.5, 0.1]]))
+
+
+# -- defects fixed in issue 12 ------------------------------------------------------------------------
+def test_sort_by_score_rejects_a_repeated_item():
+    with pytest.raises(ValueError, match="topk repeats an item"):
+        R.sort_by_score([[5, 5]], [[5, 3, 9]], [[0.9, 0.5, 0.1]])
+
+
+def test_scalarize_survives_a_score_span_that_overflows():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = R.scalarize([[0, 1, 2]], [[-1e308, 1e308, 0.0]], 3, {"relevance": 1.0})
+    assert got.tolist() == [[1, 2, 0]]
+
+
+def test_masks_are_keyword_only():
+    with pytest.raises(TypeError):
+        R.shortlist(np.eye(2), 1, None)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 2.0, 0.5),
+    lambda: R.mmr([[0.0, 1.0, 2.0]], OK_SCORES, V3, 2, 0.5),
+    lambda: R.maxsum(OK_ITEMS, OK_SCORES, V3, 2, "0.5"),
+    lambda: R.dpp(OK_ITEMS, [["a", "b", "c"]], V3, 2, 0.5),
+    lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], [["a"]] * 3, 2, 0.5),
+    lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, None, 0.5),
+    lambda: R.calibration_kl([[0, 1]], G3, P1, k="2"),
+    lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": "1"}),
+    lambda: R.shortlist([[1.0, 2.0]], True),
+    lambda: R.pareto_front([["a", "b"]]),
+    lambda: R.sort_by_score([[0]], [[0.0, 1.0]], [[0.3, 0.2]]),
+])
+def test_wrong_kind_of_argument_raises_a_type_error(call):
+    with pytest.raises(TypeError):
+        call()
+
+
+# -- properties on random inputs (hypothesis) ---------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def rerank_task(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    n_users, m, n_items = draw(st.integers(1, 5)), draw(st.integers(1, 9)), draw(st.integers(9, 20))
+    k = draw(st.integers(1, m))
+    rng = np.random.default_rng(seed)
+    items = np.stack([rng.permutation(n_items)[:m] for _ in range(n_users)])
+    if draw(st.booleans()):
+        scores = rng.normal(size=(n_users, m))
+    else:  # many ties
+        scores = rng.integers(0, 3, size=(n_users, m)).astype(float)
+    dim = draw(st.integers(1, 4))
+    vec = rng.normal(size=(n_items, dim)) * (rng.random((n_items, 1)) > 0.1)  # some zero vectors
+    genres = (rng.random((n_items, 4)) < 0.4).astype(float)
+    dist = rng.random((n_users, 4)) * (rng.random((n_users, 1)) > 0.2)
+    pop = rng.integers(0, 50, size=n_items)
+    return items, scores, vec, genres, dist, pop, k
+
+
+def _valid_lists(out, items, k):
+    assert out.shape == (items.shape[0], k) and out.dtype == np.int64
+    for row, cand in zip(out, items):
+        assert len(set(row.tolist())) == k  # distinct
+        assert set(row.tolist()) <= set(cand.tolist())  # drawn from that user's candidates
+
+
+def _score_order(items, scores, k):
+    order = np.lexsort((np.broadcast_to(np.arange(items.shape[1]), items.shape), -scores), axis=1)[:, :k]
+    return np.take_along_axis(items, order, axis=1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rerank_task(), st.floats(0, 1))
+def test_property_every_reranker_returns_distinct_candidates(task, knob):
+    items, scores, vec, genres, dist, pop, k = task
+    theta = min(knob, 0.99)
+    outs = [R.mmr(items, scores, vec, k, knob), R.maxsum(items, scores, vec, k, knob),
+            R.dpp(items, scores, vec, k, theta), R.calibrate(items, scores, genres, dist, k, knob),
+            R.scalarize(items, scores, k, {"relevance": 1.0, "diversity": knob, "novelty": 1 - knob,
+                                           "calibration": 0.5},
+                        item_vectors=vec, item_popularity=pop, item_genres=genres, user_genre_dist=dist)]
+    for out in outs:
+        _valid_lists(out, items, k)
+        _valid_lists(R.sort_by_score(out, items, scores), items, k)
+    for u in range(items.shape[0]):
+        _valid_lists(R.dpp_single(items[u], scores[u], vec, k, theta)[None], items[u:u + 1], k)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rerank_task())
+def test_property_pure_relevance_is_the_score_order(task):
+    items, scores, vec, genres, dist, pop, k = task
+    want = _score_order(items, scores, k)
+    assert np.array_equal(R.mmr(items, scores, vec, k, 1.0), want)
+    assert np.array_equal(R.maxsum(items, scores, vec, k, 0.0), want)
+    assert np.array_equal(R.calibrate(items, scores, genres, dist, k, 0.0), want)
+    assert np.array_equal(R.scalarize(items, scores, k, {"relevance": 1.0}), want)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 4), st.booleans())
+def test_property_pareto_front_is_exactly_the_non_dominated_points(seed, n, d, ties):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=(n, d)).astype(float) if ties else rng.normal(size=(n, d))
+    front = R.pareto_front(x)
+    assert front.any()  # a finite set always has a non-dominated point
+    for i in range(n):
+        dominated = any((x[j] >= x[i]).all() and (x[j] > x[i]).any() for j in range(n))
+        assert front[i] == (not dominated)

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from recsuite import results as R
+from recsuite.metrics import RANKING
 
-METRICS = {f"{m}@10": 0.1 for m in R.RANKING_KEYS}
+METRICS = {f"{m}@10": 0.1 for m in RANKING}
 
 
 def test_record_appends_and_replaces_same_key(tmp_path):
@@ -60,3 +61,67 @@ def test_markdown_lists_each_eval_set_sorted(tmp_path):
     text = R.write_markdown(path).read_text()
     assert "## test" in text and "## valid" not in text
     assert text.index("high") < text.index("low")
+
+
+def _record_many(path, worker, n):
+    for i in range(n):
+        R.record("01", f"m{worker}-{i}", "popularity", "test", METRICS, path=path)
+
+
+def test_two_processes_recording_on_one_file_lose_no_rows(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "results.json"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(path, w, 40)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    runs = R.load(path)["runs"]
+    assert len(runs) == 80 and len({r["model"] for r in runs}) == 80
+
+
+# -- bad input: one table per public function -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"family": "magic"}, ValueError, "family must be one of"),
+        ({"eval_set": "train"}, ValueError, "eval_set must be one of"),
+        ({"metrics": [0.1]}, TypeError, "metrics must be a dict"),
+        ({"metrics": {"ndcg@10": 0.1}}, ValueError, "metrics lacks"),
+        ({"metrics": {**METRICS, "ndcg@10": float("nan")}}, ValueError, "finite"),
+        ({"k": 0}, ValueError, "k must be an int"),
+        ({"k": "10"}, TypeError, "k must be an int"),
+        ({"fit_seconds": -1.0}, ValueError, "fit_seconds"),
+        ({"fit_seconds": "1s"}, TypeError, "fit_seconds"),
+        ({"params": [1, 2]}, TypeError, "params must be a dict"),
+        ({"notebook": ""}, ValueError, "notebook"),
+        ({"notebook": 1}, TypeError, "notebook"),
+        ({"model": None}, TypeError, "model"),
+        ({"path": 3}, TypeError, "path must be a str or Path"),
+    ],
+)
+def test_record_refuses_bad_input_naming_the_argument(tmp_path, kwargs, error, message):
+    args = {"notebook": "01", "model": "pop", "family": "popularity", "eval_set": "test", "metrics": METRICS,
+            "path": tmp_path / "r.json"} | kwargs
+    with pytest.raises(error, match=message):
+        R.record(**args)
+    assert not (tmp_path / "r.json").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda p: R.table(p, eval_set="train"), ValueError, "eval_set must be one of"),
+        (lambda p: R.table(42), TypeError, "path"),
+        (lambda p: R.load(p.with_name("bad.json")), ValueError, "not a recsuite results file"),
+        (lambda p: R.write_markdown(p.with_name("bad.json")), ValueError, "not a recsuite results file"),
+        (lambda p: R.results_path(1.5), TypeError, "path"),
+    ],
+)
+def test_reading_functions_refuse_bad_input(tmp_path, call, error, message):
+    (tmp_path / "bad.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(error, match=message):
+        call(tmp_path / "r.json")

