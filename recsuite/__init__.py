@@ -1,10 +1,10 @@
 """recsuite: the helper package of an executable course on language-model-enhanced recommenders.
 
 One idea per module, found from the lesson that introduced it: ``data``, ``split``, ``metrics``, ``noise``,
-``results``, ``features``, ``baselines`` (notebook 01); ``choices``, ``cache``, ``encoders``, ``semantic``,
-``llm`` (02); ``tuning``, ``progress``, ``compat``, ``cf`` (03); ``fusion``, ``ranker`` (04); ``rerank`` (05);
-``finetune`` (06); ``artifacts`` holds what one lesson leaves for the next. Heavy modules are imported on
-demand.
+``results``, ``features``, ``baselines``, ``lists`` (notebook 01); ``choices``, ``cache``, ``encoders``,
+``semantic``, ``llm`` (02); ``tuning``, ``progress``, ``cf`` (03); ``compat`` (04); ``fusion`` (05); ``ranker``
+(06); ``rerank`` (07, 08); ``finetune`` (09); ``artifacts`` holds what one lesson leaves for the next. Heavy
+modules are imported on demand.
 """
 
 from recsuite.utils import get_device, set_seed

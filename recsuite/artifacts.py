@@ -187,7 +187,7 @@ def content_setting(protocol=None, seed: int = 0) -> dict:
 
 
 # -- the lesson's full-matrix fusion: the blend chosen on valid, cached for later lessons ------------
-#: The blend grid notebook 04 searches on valid: γ with α = 1 for each normalisation (γ = 0, ALS alone,
+#: The blend grid notebook 05 searches on valid: γ with α = 1 for each normalisation (γ = 0, ALS alone,
 #: and the content recommender alone are shown for reference but not chosen: the blend must rank cold
 #: items, which only the content score can).
 BLEND_METHODS = ("minmax", "zscore", "rank")
@@ -209,7 +209,7 @@ def _blend_sources(eval_set, protocol, seed, item_vectors=None, cf_model=None, c
 
 def tune_blend(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | None = None, cache_dir=None,
                methods=BLEND_METHODS, gammas=BLEND_GAMMAS) -> tuple[pd.DataFrame, dict]:
-    """Search the blend α·norm(s_CF) + γ·norm(s_sem) on valid (notebook 04's search) and choose one.
+    """Search the blend α·norm(s_CF) + γ·norm(s_sem) on valid (notebook 05's search) and choose one.
 
     s_CF is ``cf.cf_scores`` of the tuned CF model, s_sem the content recommender of notebook 02's chosen
     setting. Every method x γ (α = 1) is scored by valid NDCG@10; the choice is the one-standard-error
@@ -218,7 +218,7 @@ def tune_blend(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | 
     ``methods``, so another CPU chooses the same. Returns ``(table, {"method": ..., "weights": {"cf":
     1.0, "sem": γ}})``; the table also has γ = 0 (CF alone) and the content recommender alone.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     from recsuite import metrics
     from recsuite.tuning import one_se_rule
@@ -249,12 +249,12 @@ def tune_blend(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | 
 
 
 def blend_setting(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | None = None) -> dict:
-    """The blend notebook 04 chose on this protocol and seed (``tune_blend`` when it is missing).
+    """The blend notebook 05 chose on this protocol and seed (``tune_blend`` when it is missing).
 
     With other ``item_vectors`` or another ``cf_model`` than the lesson's, the choice is made for those
     sources and kept under its own name.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     protocol = resolve_protocol(protocol)
     name = "fusion.blend"
@@ -321,7 +321,7 @@ def fused_scores_path(eval_set: str = "test", weights=None, method: str | None =
                       item_vectors=None, cf_model: str | None = None, seed: int = 0, cache_dir=None):
     """The file ``fused_scores`` reads and writes for these arguments (its name hashes all of them).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     key, *_ = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir)
     return _fused_file(key, cache_dir)
@@ -330,11 +330,11 @@ def fused_scores_path(eval_set: str = "test", weights=None, method: str | None =
 def fused_scores(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
                  item_vectors=None, cf_model: str | None = None, seed: int = 0, cache: bool = True,
                  cache_dir=None) -> np.ndarray:
-    """Float32 (n_users, n_items) scores of notebook 04's full-matrix fusion on ``eval_set`` (cache-or-compute).
+    """Float32 (n_users, n_items) scores of notebook 05's full-matrix fusion on ``eval_set`` (cache-or-compute).
 
     y = α·norm(s_CF) + γ·norm(s_sem) (``blend``) with s_CF = ``cf_scores(cf_model, eval_set, seed=seed)``
     (default: the best tuned fast CF model), s_sem = ``semantic.content_scores`` of notebook 02's chosen
-    template and centring, and the method and weights notebook 04 chose on valid for this protocol and
+    template and centring, and the method and weights notebook 05 chose on valid for this protocol and
     seed (``blend_setting``) unless given. Both sources see only ``protocol.history(eval_set)``;
     normalisation runs over the ranked catalogue of ``eval_set``, and the seen items (valid, test) and the
     items outside the catalogue come back below every rankable item, so ``Protocol.evaluate`` and
@@ -344,7 +344,7 @@ def fused_scores(eval_set: str = "test", weights=None, method: str | None = None
     eval set, weights, method, CF model and seed, vectors and protocol; a missing file is rebuilt from the
     cached CF scores and item vectors.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     if not isinstance(cache, (bool, np.bool_)):
         raise ValueError(f"cache must be True or False, got {cache!r}")

@@ -270,7 +270,7 @@ class RecBoleModel(Scorer):
     train, valid and test files together, so users and items that only occur in valid/test are known;
     items with no interaction in any of them (cold items) are not, and ``scores`` gives them ``fill``.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
 
     name: str  # RecBole's model name, e.g. "LightGCN"
@@ -404,7 +404,7 @@ def _token_map(field2token_id: dict, n: int) -> np.ndarray:
 def recbole_models() -> tuple[str, ...]:
     """The names ``fit_recbole`` accepts: RecBole 1.2.1's general recommenders, spelt as RecBole spells them.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     import inspect
 
@@ -478,7 +478,7 @@ def fit_recbole(model: str, train_df, valid_df, test_df, n_users: int, n_items: 
     and the protocol are reserved. Files live in a temporary folder under ``workdir`` (default
     ``build/recbole``), removed afterwards. Uses and reseeds the global RNGs (RecBole's ``init_seed``).
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     from recsuite.compat import patch_recbole
 
@@ -595,7 +595,7 @@ def run_recbole_protocol(model: str, dataset: str = "ml-100k", config: dict | No
     ``config`` overrides anything except where files are written. Returns ``recbole_eval`` (test),
     ``best_valid``, ``valid_curve``, ``train_loss``, ``fit_seconds``, ``config``.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     from recsuite.compat import patch_recbole
 
@@ -629,7 +629,7 @@ def tie_sensitive_users(scores, truth, k: int, *, exclude=None, allowed=None) ->
     it is in the top k at all. Candidates are the ``allowed`` items minus the ``exclude`` row, as in
     ``metrics.topk_from_scores``.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     s = np.array(_checks.array("scores", scores, ndim=2), dtype=np.float64)  # a copy: masking writes into it
     truth = _checks.sparse("truth", truth, shape=s.shape, nonnegative=True)
@@ -667,7 +667,7 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
     counts the users whose metrics depend on that tie-break (``tie_sensitive_users``; e.g. EASE gives a
     user with no training history an all-zero row); when it is 0 the two must agree to rounding.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     from recsuite import metrics as M
 

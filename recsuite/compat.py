@@ -39,7 +39,7 @@ upstream issue/PR it answers and whether the *pins* or *code here* covers it:
        (``""`` on CPU hides every GPU from torch)      from the rest of the lesson.
 =====  ==============================================  ====================================================
 
-Introduced in notebooks/03_cf_baselines.ipynb
+Introduced in notebooks/04_neural_cf_recbole.ipynb
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 def check_stack() -> list[str]:
     """Problems of the installed stack that no code here can fix (empty when the pins hold).
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     import pandas as pd
 
@@ -134,7 +134,7 @@ def norm_adj_matrix(interaction_matrix, n_users: int, n_items: int):
     >= 1.13 (where ``dok_matrix._update`` is gone) and equals RecBole's original entry for entry: a dict of
     (row, col) -> 1 is binary, so duplicate interactions count once here too.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     import scipy.sparse as sp
 
@@ -236,7 +236,7 @@ def patch_recbole() -> None:
     Never imports ``recbole.quick_start`` (it imports ``ray``). Raises ``RuntimeError`` when the stack
     has a problem only the pins can fix (see ``check_stack``).
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     global _PATCHED
     with _LOCK:
@@ -288,7 +288,7 @@ def quiet_recbole():
     Both filters are scoped to the RecBole module that warns and to the ``with`` block (a global filter
     would be undone by pytest and would hide the same warnings from the learner's own code).
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     with warnings.catch_warnings():
         warnings.filterwarnings(
@@ -305,6 +305,6 @@ def quiet_recbole():
 def is_patched() -> bool:
     """Whether ``patch_recbole`` has run in this process.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/04_neural_cf_recbole.ipynb
     """
     return _PATCHED

@@ -75,7 +75,7 @@ def _interactions(name: str, df) -> pd.DataFrame:
 def compose_query(profile: str, titles, prefix: str = HISTORY_PREFIX, sep: str = HISTORY_SEP) -> str:
     """The user-tower text: ``"<profile> Recently watched: t1; t2; ..."`` (either part may be absent).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     profile = _checks.text("profile", profile, empty=True)
     titles = _checks.texts("titles", titles, allow_empty_list=True)
@@ -133,7 +133,7 @@ def make_training_pairs(
     Returns a DataFrame with ``user_idx``, ``query_text``, ``item_idx`` (the positive), ``timestamp`` (of the
     target), ``history`` (tuple of history item indices, newest first) and ``n_history``.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     df = _sorted_sequences(_interactions("train_df", train_df))
     titles = _text_array("item_text", item_text)
@@ -183,7 +183,7 @@ def user_query_texts(
     history get their profile text alone (an empty string without ``user_text``). ``n_users`` defaults to
     ``len(user_text)``, else the largest user index + 1.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     df = _sorted_sequences(_interactions("history_df", history_df))
     titles = _text_array("item_text", item_text)
@@ -235,7 +235,7 @@ class TwoTower(torch.nn.Module):
     the encoder's position limit when smaller; a larger value is refused). A fresh
     model is in mode ``"full"`` (every weight trainable); ``set_mode`` switches it.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
 
     def __init__(
@@ -317,7 +317,7 @@ class TwoTower(torch.nn.Module):
         Runs under ``torch.inference_mode`` in eval mode (no dropout), in batches of similar token
         length (longest first, padded to each batch's maximum), under bf16 autocast on CUDA.
 
-        Introduced in notebooks/06_gpu_finetuning.ipynb
+        Introduced in notebooks/09_finetuning.ipynb
         """
         from recsuite.progress import tqdm
 
@@ -358,7 +358,7 @@ def _check_model(model) -> TwoTower:
 def count_parameters(model) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts; a weight shared by both towers is counted once.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_checks.describe(model)}")
@@ -414,7 +414,7 @@ def apply_lora(
     without touching the global torch generator. Accepts a ``TwoTower`` (wrapped in place and returned,
     mode ``"lora"``) or a bare ``torch.nn.Module`` (returns the ``PeftModel``).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     from peft import PeftModel, get_peft_model
 
@@ -463,7 +463,7 @@ def set_mode(model, mode: str, **lora):
     Returns the model. Once a model has adapters it switches only between ``"lora"`` (adapters train)
     and ``"frozen"``; build a fresh ``TwoTower`` for full fine-tuning or other LoRA options.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     _check_model(model)
     _checks.one_of("mode", mode, MODES)
@@ -501,7 +501,7 @@ def info_nce(q, p, temperature: float = 0.05, hard_negatives=None, pos_ids=None,
     log q_j (the probability that item j fills a batch slot) from column j's logit removes that.
     Hard-negative columns are not corrected (they are not drawn by popularity).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     temperature = _checks.positive_number("temperature", temperature)
     for name, t in (("q", q), ("p", p)):
@@ -620,7 +620,7 @@ class TrainConfig:
     (``eval_at_start``), every ``eval_every`` steps (None: once per epoch) and at the end; stop after
     ``patience`` evaluations without improvement (None: never).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
 
     epochs: int = 1
@@ -702,7 +702,7 @@ def train_step(model, batch, optimizer, scheduler, config: TrainConfig) -> dict:
     is that of their mean. Returns ``{"loss", "lr", "tokens"}``: the step's mean loss, the rate it used
     and the non-padding tokens it encoded.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     _check_model(model)
     micro = [batch] if isinstance(batch, dict) else list(batch)
@@ -850,7 +850,7 @@ def train(model, pairs: pd.DataFrame, item_texts, config: TrainConfig | None = N
     ``steps_per_s``, ``samples_per_s``, ``peak_memory_mb`` (CUDA only, else None), ``device``,
     ``precision``, ``mode``, ``trainable_params`` and ``total_params``.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     from recsuite.progress import tqdm
 
@@ -906,7 +906,7 @@ def score_users_items(model, user_texts, item_texts, batch_size: int = 64, progr
 
     Rank the full catalogue with ``Protocol.evaluate`` / ``recsuite.metrics.topk_from_scores``.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     _check_model(model)
     batch_size = _checks.positive_int("batch_size", batch_size)
@@ -921,7 +921,7 @@ def validation_callback(protocol, user_texts, item_texts, eval_set: str = "valid
 
     ``user_texts`` must be built from that set's history (``user_query_texts(protocol.history_frame(eval_set), ...)``).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     if not hasattr(protocol, "evaluate"):
         raise TypeError(f"protocol must be a recsuite.split.Protocol, got {_checks.describe(protocol)}")
@@ -951,7 +951,7 @@ def hard_negatives_from_scores(
     scores go to the lower item index. Drawing from a pool rather than taking the very top keeps the
     negatives hard without always using the same few items (Xiong et al. 2021, ANCE).
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     _checks.columns("pairs", pairs, ["user_idx", "item_idx"])
     k = _checks.positive_int("k", k)
@@ -1000,7 +1000,7 @@ def save_adapter(model, path) -> Path:
     encoder and its tokenizer (``path`` is then loadable with ``TwoTower(path)`` too). A frozen model has
     nothing to save.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     _check_model(model)
     if model.lora is None and model.mode != "full":
@@ -1039,7 +1039,7 @@ def load_adapter(path, base: str | os.PathLike = DEFAULT_MODEL, trainable: bool 
     With ``trainable=False`` (the default) every weight is frozen (mode ``"frozen"``), ready for
     ``encode``; with ``trainable=True`` the saved mode is restored, to train on.
 
-    Introduced in notebooks/06_gpu_finetuning.ipynb
+    Introduced in notebooks/09_finetuning.ipynb
     """
     from peft import PeftModel
 

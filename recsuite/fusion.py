@@ -7,7 +7,7 @@ will actually be ranked (allowed and not excluded), so masked items never distor
 
 The two-stage learned ranker that fuses the same signals as features is ``recsuite.ranker``.
 
-The blend notebook 04 chooses and its full score matrix, read by later lessons, are in ``recsuite.artifacts``.
+The blend notebook 05 chooses and its full score matrix, read by later lessons, are in ``recsuite.artifacts``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def normalize_scores(scores, method: str = "zscore", *, exclude=None, allowed=No
     Masked entries are set 1 below the row's lowest rankable value: finite (``Protocol.evaluate`` rejects
     inf), and ranked last even without a mask. Returns float32.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     s = C.score_matrix(scores)
     method = _check_method(method)
@@ -137,7 +137,7 @@ def blend(scores, weights, method: str = "zscore", *, exclude=None, allowed=None
     for how masked items are treated. ``scores`` is a dict name -> matrix (``weights`` a dict with the same
     names, or numbers in the dict's order) or a list of matrices. Returns float32.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     src = C.named_scores(scores, "scores")
     w = source_weights(weights, list(src))
@@ -156,7 +156,7 @@ def reciprocal_rank_fusion(scores_list, rank_offset: float = 60, *, exclude=None
     instead of an order by item index. Parameter-free apart from rank_offset; scales do not matter, only ranks.
     Masked entries are set below every rankable value (finite). Returns float32.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     src = C.named_scores(scores_list, "scores_list")
     rank_offset = C.number("rank_offset", rank_offset, low=0)
@@ -223,7 +223,7 @@ def grid_search_blend(
     combination (a column per source weight, ``method`` and ``metric_name``), sorted by the metric
     (descending, ties in grid order).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     src = C.named_scores(sources, "sources", require_mapping=True)
     if not callable(evaluate_fn):

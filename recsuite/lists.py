@@ -4,7 +4,7 @@ Metrics say how often a list is right; reading the lists says how it is right or
 all one genre, items the user just watched elsewhere). Every lesson shows the same two users, chosen by a
 rule on the split alone (``example_users``), so their lists can be compared from lesson to lesson.
 
-Introduced in notebooks/03_cf_baselines.ipynb
+Introduced in notebooks/01_data_preprocessing.ipynb
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def example_users(protocol, eval_set: str = "test", n: int = 2) -> np.ndarray:
     their history for ``eval_set`` and then by user index, so the choice depends on the split alone (never on
     a model, a machine or a seed). With ``n=2``: a lighter and a heavier user.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/01_data_preprocessing.ipynb
     """
     proto = _protocol(protocol)
     _checks.one_of("eval_set", eval_set, EVAL_SETS)
@@ -55,7 +55,7 @@ def item_titles(items, index) -> np.ndarray:
 
     ``items`` is ``MovieLens.items`` (``item_id``, ``title``); every indexed item must have a title.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/01_data_preprocessing.ipynb
     """
     _checks.columns("items", items, ["item_id", "title"])
     if not isinstance(index, IndexMap):
@@ -73,7 +73,7 @@ def recent_history(protocol, user: int, titles, eval_set: str = "test", n: int =
 
     Columns ``title`` and ``date`` (UTC day of the interaction); ties in time are broken by item index.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/01_data_preprocessing.ipynb
     """
     proto = _protocol(protocol)
     _checks.one_of("eval_set", eval_set, EVAL_SETS)
@@ -95,7 +95,7 @@ def side_by_side(lists: Mapping, titles, truth=None) -> pd.DataFrame:
     ``truth`` is that user's held-out item indices (e.g. ``protocol.csr("test")[user].indices``) or None.
     Padding (``metrics.NO_ITEM``, -1) shows as an empty cell.
 
-    Introduced in notebooks/03_cf_baselines.ipynb
+    Introduced in notebooks/01_data_preprocessing.ipynb
     """
     if not isinstance(lists, Mapping) or not lists:
         raise TypeError(f"lists must be a non-empty mapping of model name -> top-k item indices, "

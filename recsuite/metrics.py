@@ -173,7 +173,7 @@ def map_at_k(topk, truth, k: int = 10) -> float:
 def hit_matrix(topk, truth, k: int = 10) -> np.ndarray:
     """Boolean (n_users, k): whether the item at each rank of each list is relevant.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/05_fusion.ipynb
     """
     return _hits(topk, truth, k)[0]
 
@@ -184,7 +184,7 @@ def per_user_metrics(topk, truth, k: int = 10) -> pd.DataFrame:
     The column means (NaN skipped) are exactly ``ndcg_at_k`` etc.; break them down by user group with
     ``breakdown``.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/01_data_preprocessing.ipynb
     """
     hits, n_rel = _hits(topk, truth, k)
     has = n_rel > 0
@@ -473,7 +473,7 @@ def breakdown(per_user_df, groups, metrics=None) -> pd.DataFrame:
     ``groups`` is a Series indexed like ``per_user_df`` (by user index; a categorical keeps its order and
     shows empty groups) or an array with one label per row. Every user needs a group.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     if not isinstance(per_user_df, pd.DataFrame):
         raise TypeError(f"per_user_df must be a DataFrame from per_user_metrics, got {_checks.describe(per_user_df)}")
@@ -514,7 +514,7 @@ def activity_groups(history_csr, bins=None, labels=("cold", "light", "heavy")) -
     active third, not new users. Returns an ordered categorical Series (index ``user_idx``); the thresholds
     used are in ``.attrs["thresholds"]``.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     x = _checks.binary_truth(history_csr, "history_csr")
     labels = tuple(_checks.texts("labels", labels))
@@ -551,7 +551,7 @@ def item_popularity_bucket(
     without any interaction (cold items) form their own bucket and are left out of the shares.
     Returns an ordered categorical Series (index ``item_idx``).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     if np.size(item_popularity) == 0:
         raise ValueError("item_popularity must hold one count per item, got none")
@@ -589,7 +589,7 @@ def item_breakdown(topk, truth, item_groups, k: int = 10) -> pd.DataFrame:
     ``NO_ITEM`` slots count for no group), ``relevant_share`` (share of the relevant items in ``truth``),
     ``hits`` and ``hit_share`` (share of all hits), and ``recall`` = hits / relevant items of the group (micro-averaged; NaN where it has none).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     k = _checks.positive_int("k", k)
     hits = hit_matrix(topk, truth, k)

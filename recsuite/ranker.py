@@ -76,7 +76,7 @@ def candidate_frame(sources, n_per_source, *, exclude=None, allowed=None) -> pd.
     join that group in ``feature_columns``. Excluded and disallowed items never become candidates (a user
     with fewer rankable items than n gets fewer). Rows are unique and sorted by (user_idx, item_idx).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     src = C.named_scores(sources, "sources", require_mapping=True)
     names = list(src)
@@ -129,7 +129,7 @@ def recall_of_candidates(frame, truth_csr) -> float:
     The ceiling of stage 2: no re-ranking of these candidates can reach a higher Recall@k (same per-user
     averaging as ``metrics.recall_at_k``), whatever k.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, items = C.pair_frame(frame, unique=True)
     t = C.binary_truth(truth_csr)
@@ -143,7 +143,7 @@ def recall_of_candidates(frame, truth_csr) -> float:
 def label_frame(frame, truth_csr) -> pd.Series:
     """0/1 int8 label per candidate row: 1 where (user_idx, item_idx) is a non-zero of ``truth_csr``.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, items = C.pair_frame(frame)
     t = C.binary_truth(truth_csr)
@@ -207,7 +207,7 @@ def add_features(
     so under a per-user ranking objective they cannot reorder a list on their own: they act only through
     interactions with item features in the trees.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, items = C.pair_frame(frame)
     n_u = int(users.max()) + 1 if len(users) else 0
@@ -261,7 +261,7 @@ def recent_item_profile(history_frame, item_vectors, n_users: int, n: int = 5) -
     Order in time is by timestamp, ties by item index (the split's tie rule). A user without history gets
     the zero vector. Pass the history of the eval set (``proto.history_frame(eval_set)``), never later rows.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, items, ts = _history(history_frame)
     n_users = C.positive_int("n_users", n_users)
@@ -285,7 +285,7 @@ def user_genre_distribution(history_csr, genre_matrix) -> np.ndarray:
 
     d_u = Σ_{i ∈ H(u)} g_i / Σ_{i ∈ H(u)} |g_i|; a user with no history (or only genre-less items) gets zeros.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     history_csr = C.binary_truth(history_csr, "history_csr")
     g = C.feature_matrix("genre_matrix", genre_matrix, history_csr.shape[1])
@@ -306,7 +306,7 @@ def last_context(history_frame, n_users: int) -> pd.DataFrame:
     Known at request time, unlike the time of the held-out interactions. float32, NaN for users without
     history. Pass the history of the eval set (``proto.history_frame(eval_set)``).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     from recsuite.features import context_features
 
@@ -340,7 +340,7 @@ def feature_columns(frame, drop_groups=()) -> list:
 
     ``user_idx``/``item_idx``, ``label`` and any column without a group prefix are not features.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame (a candidate frame), got {C.describe(frame)}")
@@ -424,7 +424,7 @@ def fit_ranker(
     ``n_estimators``, ``num_leaves``, ``n_jobs``). With ``valid_frame``, NDCG@10 on it is tracked in
     ``model.evals_result_`` and, with ``early_stopping_rounds``, stops training when it stalls.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     import lightgbm as lgb
 
@@ -476,7 +476,7 @@ def feature_importance(model) -> pd.DataFrame:
 
     ``gain_share`` is the feature's share of the total gain (sums to 1).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     booster = getattr(model, "booster_", None)
     if booster is None:
@@ -505,7 +505,7 @@ def rank_frame(frame, score, n_users: int, k: int, fallback=None, *, exclude=Non
     arbitrarily. ``exclude``/``allowed`` are also checked against the candidates: a candidate the protocol
     masks means the frame was built with the wrong history, and raises.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, items = C.pair_frame(frame, unique=True)
     n_users = C.positive_int("n_users", n_users)
@@ -590,7 +590,7 @@ def user_folds(n_users: int, n_folds: int = 2, seed: int = 0) -> np.ndarray:
     Folds differ in size by at most one user. Cross-validation over *users* keeps every user's candidates
     in one fold, so a model is never scored on a user whose labels it was fit on.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     n_users = C.positive_int("n_users", n_users)
     n_folds = C.positive_int("n_folds", n_folds)
@@ -614,7 +614,7 @@ def cross_val_topk(
     fallback's lists). Every list therefore comes from a model that never saw that user's labels: an honest
     estimate, on the training period itself, of how the ranker does on new users of that period.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     users, _ = C.pair_frame(frame, unique=True)
     n_users = C.positive_int("n_users", n_users)
@@ -645,7 +645,7 @@ def tune_ranker(
     per combination (a column per parameter, ``ndcg@k``, its standard error over users ``ndcg@k_se``, and
     ``recall@k``), sorted by NDCG (ties in grid order).
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     t = C.binary_truth(truth_csr)
     if not isinstance(grid, Mapping) or not grid:
@@ -689,7 +689,7 @@ def cold_feature_columns(frame, drop_groups=()) -> list:
     A collaborative model scores every new item alike (0 for ALS, EASE and item-kNN), so its scores carry
     nothing and its ranks only the order of the item ids; a cold-start ranker is trained without them.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     drop = _groups(drop_groups)
     return [c for c in feature_columns(frame, ("cf", *drop)) if c not in INTERACTION_COLUMNS]

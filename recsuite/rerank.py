@@ -172,7 +172,7 @@ def shortlist(scores, m: int, *, exclude=None, allowed=None) -> tuple[np.ndarray
     the scores unchanged (rescale them with ``recsuite.fusion.normalize_scores(cand_scores, "minmax")`` where the
     re-ranker needs it).
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     from recsuite.metrics import topk_from_scores
 
@@ -201,7 +201,7 @@ def pareto_front(objectives) -> np.ndarray:
     Row i is dominated when some row j is >= in every objective and > in at least one; exact duplicates of
     a front point are all on the front. Negate a column to minimise it (e.g. −loss).
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/08_tradeoffs_feedback.ipynb
     """
     x = C.array("objectives", objectives, ndim=2)
     if x.shape[1] == 0:
@@ -219,7 +219,7 @@ def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
     the chosen set by relevance keeps every set metric and puts the likeliest items on top. Every item of
     row u of ``topk`` (int (n_users, k)) must be one of row u's ``cand_items``; returns int64 (n_users, k).
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/08_tradeoffs_feedback.ipynb
     """
     items, scores, _ = _check_candidates(cand_items, cand_scores, 1, None)
     top = np.asarray(topk)
@@ -287,7 +287,7 @@ def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray
     First the top-scored candidate, then argmax over the rest of lam·score − (1 − lam)·max_{j∈S} cos(i, j).
     lam = 1 is the score order; lam = 0 picks, after the first, the item least like those chosen.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
@@ -309,7 +309,7 @@ def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndar
     penalises only the *closest* chosen item. lam = 0 is the score order; lam = 1 picks, after the first,
     the item farthest on average from those chosen.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
@@ -345,7 +345,7 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
     ``DPP_EPS`` (S rank-deficient: duplicates, more candidates than dimensions), the remaining places are
     filled by score. No item is picked twice. Same picks as ``dpp_single`` run user by user.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     unit = _unit_vectors("item_vectors", item_vectors)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, unit.shape[0])
@@ -401,7 +401,7 @@ def dpp_single(items, scores, item_vectors, k: int, theta: float) -> np.ndarray:
     A plain per-user implementation of Chen, Zhang & Zhou 2018 (Algorithm 1, kernel rows computed as
     needed): the reference the batched ``dpp`` is tested and benchmarked against.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     items, scores = np.asarray(items), np.asarray(scores)
     if items.ndim != 1 or scores.ndim != 1:
@@ -468,7 +468,7 @@ def calibrate(cand_items, cand_scores, item_genres, user_genre_dist, k: int, lam
     without genres left out), q̃ = (1 − α)·q + α·p keeps the KL finite. λ = 0 is the score order; λ = 1
     only matches the genre mix. A user with an all-zero history row has KL 0 and gets the score order.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     g = C.array("item_genres", item_genres, ndim=2)
     items, scores, k = _check_candidates(cand_items, cand_scores, k, g.shape[0])
@@ -500,7 +500,7 @@ def calibration_kl(topk, item_genres, user_genre_dist, k: int = 10, alpha: float
 
     Same p, q, q̃ as ``calibrate``; averaged over users whose history has genres (others have no p).
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/07_reranking.ipynb
     """
     top = np.asarray(topk)
     if top.ndim != 2 or not np.issubdtype(top.dtype, np.integer):
@@ -545,7 +545,7 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
     ``user_genre_dist``, α = ``CALIBRATION_ALPHA``, as in ``calibrate``). Each step picks the argmax of
     Σ w·objective; sweeping the weights traces the trade-off between the objectives.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/08_tradeoffs_feedback.ipynb
     """
     if not isinstance(weights, Mapping) or not weights:
         raise ValueError(f"weights must be a non-empty dict objective -> weight, got {weights!r}")

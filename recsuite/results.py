@@ -159,7 +159,9 @@ def write_markdown(path: str | Path | None = None, out: str | Path | None = None
         cols = ["notebook", "model", "family", "ndcg@10", "recall@10", "precision@10", "hit@10", "mrr@10", "map@10"]
         cols += [c for c in part.columns if c.endswith("@10") and c not in cols and part[c].notna().any()]
         cols += ["fit_seconds"]
-        view = part[[c for c in cols if c in part.columns]].sort_values("ndcg@10", ascending=False)
+        view = part[[c for c in cols if c in part.columns]]
+        if "ndcg@10" in view.columns:  # a lesson run with another TOP_K records ndcg@20, not ndcg@10
+            view = view.sort_values("ndcg@10", ascending=False)
         lines += [f"## {eval_set}", "", view.to_markdown(index=False, floatfmt=".4f"), ""]
     out.write_text("\n".join(lines))
     return out

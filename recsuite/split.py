@@ -450,7 +450,7 @@ def assert_no_future(seen, future, time_col: str = "timestamp") -> dict:
     seen interaction is no later than that user's first future one (equal timestamps are allowed: the
     temporal split orders same-second interactions by item id). Returns what was checked.
 
-    Introduced in notebooks/04_fusion_hybrid.ipynb
+    Introduced in notebooks/06_two_stage_ranker.ipynb
     """
     from recsuite import _checks as C
 

@@ -128,7 +128,7 @@ def best_within(table, maximise: str, budget_column: str, budget: float, simples
     Both columns are rounded to ``decimals`` first; ties go to the simplest row (``simplest`` as in
     ``one_se_rule``), then to the earlier one. Returns None when no row is within the budget.
 
-    Introduced in notebooks/05_diversity_multiobjective.ipynb
+    Introduced in notebooks/08_tradeoffs_feedback.ipynb
     """
     decimals = _check_decimals(decimals)
     maximise = _column_name("maximise", maximise)

@@ -2,6 +2,7 @@
 names, and a first docstring line saying what each module holds."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,13 @@ def test_no_module_imports_another_modules_private_names():
 def test_every_module_says_what_it_holds(module):
     doc = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
     assert doc and doc.splitlines()[0].strip(), f"recsuite/{module}.py has no first docstring line"
+
+
+def test_every_introduced_in_line_names_a_lesson_that_exists():
+    """A reader finds a function from the lesson that introduced it: the named notebook must exist."""
+    notebooks = PACKAGE.parent / "notebooks"
+    named = {(m, n) for m in MODULES + ["__init__"]
+             for n in re.findall(r"notebooks/([\w.-]+\.ipynb)", (PACKAGE / f"{m}.py").read_text())}
+    assert named, "no module names the lesson that introduced it"
+    missing = sorted(f"{m}.py -> {n}" for m, n in named if not (notebooks / n).is_file())
+    assert not missing, f"docstrings name lessons that do not exist: {missing}"

@@ -63,6 +63,13 @@ def test_markdown_lists_each_eval_set_sorted(tmp_path):
     assert text.index("high") < text.index("low")
 
 
+def test_markdown_survives_results_at_another_k(tmp_path):
+    path = tmp_path / "results.json"
+    R.record("02", "content", "semantic", "test", {f"{m}@20": 0.1 for m in RANKING}, k=20, path=path)
+    text = R.write_markdown(path).read_text()
+    assert "## test" in text and "content" in text
+
+
 def _record_many(path, worker, n):
     for i in range(n):
         R.record("01", f"m{worker}-{i}", "popularity", "test", METRICS, path=path)
