@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recsuite import _checks
-from recsuite.split import EVAL_SETS, IndexMap, Protocol
+from recsuite.split import EVAL_SETS, IndexMap, resolve_protocol
 
 __all__ = ["example_users", "item_titles", "recent_history", "side_by_side", "HIT_MARK"]
 
@@ -23,22 +23,16 @@ __all__ = ["example_users", "item_titles", "recent_history", "side_by_side", "HI
 HIT_MARK = "✓ "
 
 
-def _protocol(protocol) -> Protocol:
-    if not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be a recsuite.split.Protocol, got {_checks.describe(protocol)}")
-    return protocol
-
-
 def example_users(protocol, eval_set: str = "test", n: int = 2) -> np.ndarray:
     """``n`` user indices spread over activity: the users at the quantiles 1/(n+1), …, n/(n+1) of history size.
 
     Only users with at least one held-out item in ``eval_set`` are eligible; they are ordered by the size of
     their history for ``eval_set`` and then by user index, so the choice depends on the split alone (never on
-    a model, a machine or a seed). With ``n=2``: a lighter and a heavier user.
+    a model, a machine or a seed). With ``n=2``: a lighter and a heavier user. ``protocol=None``: the lessons' one.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    proto = _protocol(protocol)
+    proto = resolve_protocol(protocol)
     _checks.one_of("eval_set", eval_set, EVAL_SETS)
     n = _checks.positive_int("n", n)
     held_out = np.flatnonzero(np.diff(proto.csr(eval_set).indptr) > 0)
@@ -75,7 +69,7 @@ def recent_history(protocol, user: int, titles, eval_set: str = "test", n: int =
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    proto = _protocol(protocol)
+    proto = resolve_protocol(protocol)
     _checks.one_of("eval_set", eval_set, EVAL_SETS)
     user = _checks.integer("user", user, low=0, high=proto.n_users - 1)
     n = _checks.positive_int("n", n)
