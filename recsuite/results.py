@@ -18,7 +18,7 @@ from recsuite import _checks
 from recsuite.metrics import RANKING
 from recsuite.split import EVAL_SETS
 
-FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned")
+FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "spark")
 
 
 def results_path(path: str | Path | None = None) -> Path:
