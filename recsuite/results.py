@@ -18,7 +18,7 @@ from recsuite import _checks
 from recsuite.metrics import RANKING
 from recsuite.split import EVAL_SETS
 
-FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "spark")
+FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "llm", "spark")
 
 
 def results_path(path: str | Path | None = None) -> Path:
@@ -158,7 +158,7 @@ def write_markdown(path: str | Path | None = None, out: str | Path | None = None
             continue
         cols = ["notebook", "model", "family", "ndcg@10", "recall@10", "precision@10", "hit@10", "mrr@10", "map@10"]
         cols += [c for c in part.columns if c.endswith("@10") and c not in cols and part[c].notna().any()]
-        cols += ["fit_seconds"]
+        cols += ["users", "fit_seconds"]  # users: how many were evaluated (a sampled lesson, e.g. 05b, has fewer)
         view = part[[c for c in cols if c in part.columns]]
         if "ndcg@10" in view.columns:  # a lesson run with another TOP_K records ndcg@20, not ndcg@10
             view = view.sort_values("ndcg@10", ascending=False)

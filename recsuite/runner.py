@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.inplace and parameters:
         parser.error("--inplace writes the committed notebooks; run them with their own defaults")
-    paths = args.notebooks or sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or sorted((project_root() / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if not paths:
         print("no notebooks found", file=sys.stderr)
         return 1

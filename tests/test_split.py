@@ -92,6 +92,19 @@ def test_protocol_rank_masks_history_and_restricts_catalogue():
         p.rank(scores, "train", k=3)
 
 
+def test_sequences_are_each_users_history_oldest_first():
+    p = S.make_protocol(log(n_users=5, n_items=20), cold_frac=0.25, seed=0)
+    for eval_set in ("valid", "test"):
+        seqs = p.sequences(eval_set)
+        f = p.history_frame(eval_set)
+        assert len(seqs) == p.n_users
+        for u, seq in enumerate(seqs):
+            rows = f[f.user_idx == u]
+            by_hand = sorted(zip(rows.timestamp, rows.item_idx))  # time, then item index on ties
+            assert seq.tolist() == [i for _, i in by_hand]
+        assert sum(len(s) for s in seqs) == len(f)  # nothing dropped, nothing from another user
+
+
 def test_index_map_rejects_unknown_ids():
     idx = S.IndexMap.from_ids([3, 1, 2], [10, 20])
     np.testing.assert_array_equal(idx.user_index([1, 3]), [0, 2])
@@ -282,6 +295,7 @@ def test_short_lists_are_padded_with_minus_one_and_evaluate_cleanly():
         (lambda p: p.history_frame("x"), ValueError, "eval_set must be one of"),
         (lambda p: p.allowed_mask("x"), ValueError, "eval_set must be one of"),
         (lambda p: p.item_popularity("x"), ValueError, "eval_set must be one of"),
+        (lambda p: p.sequences("train"), ValueError, "eval_set must be one of"),
         (lambda p: p.rank(np.zeros((p.n_users, p.n_items)), "test", 0), ValueError, "k must be"),
         (lambda p: p.evaluate(np.zeros((p.n_users - 1, p.n_items)), "test", 3), ValueError, "scores must have shape"),
         (lambda p: p.evaluate_topk(np.zeros((p.n_users, 3)), "test", 3), TypeError, "integer"),

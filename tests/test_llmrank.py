@@ -1,0 +1,189 @@
+"""recsuite.llmrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from recsuite import encoders, llm, llmrank
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_lm_builder):
+    return tiny_lm_builder(tmp_path_factory.mktemp("tiny-llama"), arch="llama")
+
+
+MESSAGES = ["I have watched Alien, Fargo.", "Heat"]
+CANDS = [["Toy Story (1995)", "Babe", "X"], ["Star Wars (1977)", "Scream 2 (1997)", "Ransom"]]
+
+
+def test_kv_cache_scores_equal_naive_scores(tiny):
+    scorer = llmrank.LMScorer(tiny, device="cpu", max_batch=2)  # 3 candidates: two chunks, the cache copied
+    kv = scorer.loglik(MESSAGES, CANDS, progress=False)
+    naive = scorer.loglik(MESSAGES, CANDS, method="naive", progress=False)
+    assert kv.total.shape == (2, 3) and np.all(kv.total < 0)
+    np.testing.assert_allclose(kv.total, naive.total, atol=1e-4)
+    # characters + the end token; per_token is the ratio
+    assert kv.n_tokens.tolist() == [[17, 5, 2], [17, 16, 7]]
+    np.testing.assert_allclose(kv.per_token, kv.total / kv.n_tokens)
+    np.testing.assert_array_equal(kv.scores("sum"), kv.total)
+    one_batch = llmrank.LMScorer(tiny, device="cpu").loglik(MESSAGES, CANDS, progress=False)
+    np.testing.assert_allclose(one_batch.total, kv.total, atol=1e-5)
+
+
+def test_loglik_by_hand(tiny):
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    tok, net = scorer.tokenizer, scorer.model
+    prefix = tok(MESSAGES[0] + "\n")["input_ids"]  # no chat template: message + newline, BOS from the tokenizer
+    cand = tok("Babe", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(net(torch.tensor([prefix + cand])).logits[0], -1)
+    want = sum(logp[len(prefix) - 1 + t, c].item() for t, c in enumerate(cand))
+    got = scorer.loglik([MESSAGES[0]], [["Babe"]], progress=False).total[0, 0]
+    assert got == pytest.approx(want, abs=1e-5)
+    without_end = llmrank.LMScorer(tiny, device="cpu", end_of_answer=False).loglik([MESSAGES[0]], [["Babe"]],
+                                                                                  progress=False)
+    assert without_end.n_tokens[0, 0] == 4 and without_end.total[0, 0] > got  # one probability fewer
+
+
+def test_chat_template_prompt(tmp_path, tiny_lm_builder):
+    path = tiny_lm_builder(tmp_path / "chat", arch="llama",
+                           chat_template="{% for m in messages %}<{{ m['content'] }}>{% endfor %}"
+                                         "{% if add_generation_prompt %}A:{% endif %}")
+    scorer = llmrank.LMScorer(path, device="cpu")
+    assert scorer.prompt("hi") == "<hi>A:"
+    assert llmrank.LMScorer(path, device="cpu", use_chat_template=False).prompt("hi") == "hi\n"
+
+
+def test_zero_shot_and_orders(tiny):
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    titles = np.array(["Alien (1979)", "Fargo (1996)", "Heat (1995)", "Babe (1995)", "Toy Story (1995)"], dtype=object)
+    cands = np.array([[2, 3, 4, -1], [4, 0, 3, 2]])
+    ll = llmrank.zero_shot(scorer, [np.array([0, 1]), np.array([1])], cands, titles, m=3, progress=False)
+    msg = llmrank.history_message(["Alien (1979)", "Fargo (1996)"])
+    direct = scorer.loglik([msg], [["Heat (1995)", "Babe (1995)", "Toy Story (1995)"]], progress=False)
+    np.testing.assert_allclose(ll.total[0], direct.total[0], atol=1e-5)
+    order = llmrank.order_by(cands[:, :3], np.array([[0.1, 0.9, 0.5], [1.0, 1.0, 2.0]]))
+    assert order.tolist() == [[3, 4, 2], [3, 4, 0]]  # ties keep the candidates' order
+    assert llmrank.history_message(["a", "b", "c"], max_items=2).splitlines()[1:3] == ["- b", "- c"]
+    listwise = llmrank.listwise_message(["a"], ["x", "y"])
+    assert "1. x\n2. y" in listwise
+
+
+def test_zero_shot_bad_input(tiny):
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    titles = np.array(["A", "B", "C"], dtype=object)
+    cands = np.array([[1, 2], [0, 2]])
+    with pytest.raises(ValueError, match=r"histories\[1\] is empty"):
+        llmrank.zero_shot(scorer, [np.array([0]), np.array([], dtype=int)], cands, titles, m=2)
+    with pytest.raises(ValueError, match="m=3 is larger than the candidate lists"):
+        llmrank.zero_shot(scorer, [np.array([0]), np.array([1])], cands, titles, m=3)
+    with pytest.raises(ValueError, match="fewer than m=2"):
+        llmrank.zero_shot(scorer, [np.array([0]), np.array([1])], np.array([[1, -1], [0, 2]]), titles, m=2)
+    with pytest.raises(ValueError, match="one history per candidate row"):
+        llmrank.zero_shot(scorer, [np.array([0])], cands, titles, m=2)
+    with pytest.raises(TypeError, match="scorer"):
+        llmrank.zero_shot("gpt", [np.array([0]), np.array([1])], cands, titles, m=2)
+    with pytest.raises(ValueError, match="same length"):
+        scorer.loglik(["a", "b"], [["x"], ["y", "z"]])
+    with pytest.raises(ValueError, match="one list of texts per message"):
+        scorer.loglik(["a", "b"], [["x"]])
+    with pytest.raises(ValueError, match="method"):
+        scorer.loglik(["a"], [["x"]], method="fast")
+    with pytest.raises(ValueError, match="context"):
+        scorer.loglik(["a" * 600], [["x"]])
+    with pytest.raises(ValueError, match="normalise"):
+        scorer.loglik(["a"], [["x"]], progress=False).scores("max")
+    with pytest.raises(ValueError, match="NaN"):
+        llmrank.order_by([[1, 2]], [[np.nan, 0.0]])
+    with pytest.raises(ValueError, match="reasons"):
+        llmrank.explanation_message([], "Heat")
+
+
+def test_unknown_model_path_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="looks like a path but is not an existing directory or .gguf file"):
+        llmrank.LMScorer(str(tmp_path / "no-such-model"))
+    with pytest.raises(ValueError, match="without config.json"):
+        llmrank.LMScorer(str(tmp_path))
+    with pytest.raises(TypeError, match="model"):
+        llmrank.LMScorer(42)
+
+
+def test_gguf_file_identity(tmp_path):
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF" + bytes(64))
+    source, local, fp = encoders.model_identity(f)
+    assert source == local == str(f.resolve()) and len(fp) == 16
+    f.write_bytes(b"GGUF" + bytes(65))
+    assert encoders.model_identity(f)[2] != fp  # another file, another fingerprint (and cache key)
+
+
+def test_packaged_lm_is_installed():
+    path = llm.packaged_lm()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50e6
+
+
+SENTENCES = [
+    # (sentence, history, recommended, named, outside)
+    ("Because you watched The Usual Suspects, you may like Heat.", ["Usual Suspects, The (1995)"], "Heat (1995)",
+     ("The Usual Suspects", "Heat"), ()),
+    ("Fans of Star Wars love Toy Story too.", ["Alien (1979)"], "Toy Story (1995)", ("Star Wars", "Toy Story"),
+     ("Star Wars",)),
+    ("Heat is tense. Like Alien, it builds dread.", ["Alien (1979)"], "Heat (1995)", ("Alien",), ()),
+    ('You liked Alien, so try "The Matrix".', ["Alien (1979)"], "Heat (1995)", ("Alien", "?The Matrix"),
+     ("?The Matrix",)),
+    ("A thriller you will enjoy.", ["Alien (1979)"], "Heat (1995)", (), ()),
+    ("You liked Star Wars: Return of the Jedi.", ["Return of the Jedi (1983)"], "Heat (1995)",
+     ("Star Wars", "Return of the Jedi"), ("Star Wars",)),
+    # a year right after a title must be the film's own: a wrong year names a film the user never watched
+    ("Both Heat (1995) and Alien (1979) are classics.", ["Alien (1979)"], "Heat (1995)",
+     ("Heat (1995)", "Alien (1979)"), ()),
+    ("The Usual Suspects (1997) is like Heat.", ["Usual Suspects, The (1995)"], "Heat (1995)",
+     ("The Usual Suspects (1997)", "Heat"), ("The Usual Suspects (1997)",)),
+    # a title-cased phrase with a year that is no catalogue title is an invented film
+    ("One Flew Over the Cuckoo's Eggshell (1975) is like Alien.", ["Alien (1979)"], "Heat (1995)",
+     ("?One Flew Over the Cuckoo's Eggshell (1975)", "Alien"), ("?One Flew Over the Cuckoo's Eggshell (1975)",)),
+    # ... unless it ends in one: the citation is that film, not a shorter title inside it
+    ("The Return of the Jedi (1983) and Heat (1995).", ["Return of the Jedi (1983)"], "Heat (1995)",
+     ("Return of the Jedi (1983)", "Heat (1995)"), ()),
+    ("I liked Alien and Star Wars (1977).", ["Alien (1979)"], "Heat (1995)", ("Alien", "Star Wars (1977)"),
+     ("Star Wars (1977)",)),
+    ("Heat (1995) is tense.", ["Alien (1979)"], "Heat (1995)", ("Heat (1995)",), ()),
+    # a quoted sentence is not a film name; a quoted short title outside the catalogue is
+    ('It says "You may like Heat because of Alien" here.', ["Alien (1979)"], "Heat (1995)", ("Heat", "Alien"), ()),
+    ('Try *Blade Runner* after Alien.', ["Alien (1979)"], "Heat (1995)", ("?Blade Runner", "Alien"),
+     ("?Blade Runner",)),
+]
+CATALOGUE = ["Alien (1979)", "Heat (1995)", "Star Wars (1977)", "Toy Story (1995)", "Usual Suspects, The (1995)",
+             "Return of the Jedi (1983)", "Babe (1995)"]
+
+
+@pytest.mark.parametrize("sentence, history, item, named, outside", SENTENCES)
+def test_faithfulness_checker_on_hand_made_sentences(sentence, history, item, named, outside):
+    check = llmrank.check_explanation(sentence, history, item, CATALOGUE)
+    assert check.named == named
+    assert check.outside == outside
+    assert check.faithful == (not outside)
+
+
+def test_an_explanation_is_grounded_when_it_cites_a_reason():
+    history = ["Alien (1979)", "Usual Suspects, The (1995)"]
+    check = llmrank.check_explanation("You may like Heat because of The Usual Suspects (1995).", history,
+                                      "Heat (1995)", CATALOGUE, reasons=["Usual Suspects, The (1995)"])
+    assert check.cites == ("The Usual Suspects (1995)",) and check.grounded
+    vague = llmrank.check_explanation("You may like Heat because of the film you liked.", history, "Heat (1995)",
+                                      CATALOGUE, reasons=["Usual Suspects, The (1995)"])
+    assert vague.faithful and not vague.grounded  # names nothing false, explains nothing either
+    wrong_year = llmrank.check_explanation("You may like Heat because of The Usual Suspects (1990).", history,
+                                           "Heat (1995)", CATALOGUE, reasons=["Usual Suspects, The (1995)"])
+    assert wrong_year.cites == () and not wrong_year.faithful
+    with pytest.raises(TypeError, match="reasons"):
+        llmrank.check_explanation("x", history, "Heat (1995)", CATALOGUE, reasons="Alien (1979)")
+
+
+def test_named_titles_longest_match():
+    cat = ["Star Wars (1977)", "Star Wars: Return of the Jedi (1983)", "Heat (1995)"]
+    assert llmrank.named_titles("I loved Star Wars: Return of the Jedi and Heat.", cat) == [
+        "Star Wars: Return of the Jedi", "Heat"]
+    assert llmrank.named_titles("the heat of summer", cat) == []  # case-sensitive: a word is not a title
+    with pytest.raises(TypeError, match="catalogue_titles"):
+        llmrank.named_titles("x", "Heat")
