@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # nbval compares only cells marked NBVAL_CHECK_OUTPUT (lax mode); each cell gets at most this many seconds.
 CELL_TIMEOUT ?= 1200
+# make test runs its files on this many pytest-xdist workers; --dist loadscope keeps each notebook whole on one
+# worker (nbval runs its cells in order in one kernel) and tests/conftest.py starts the longest lessons first.
+# Lessons can run in any order and at the same time: every artefact is built on demand and written atomically.
+WORKERS ?= 2
 
 .PHONY: venv run test unit nbtest lab bench clean lock
 
@@ -23,7 +27,7 @@ run: venv
 	$(PY) -m recsuite.runner
 
 test: venv
-	set -o pipefail; TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks \
+	set -o pipefail; TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks -n $(WORKERS) --dist loadscope \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
@@ -31,7 +35,7 @@ unit: venv
 	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
 
 nbtest: venv
-	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env \
+	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks -n $(WORKERS) --dist loadscope --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=$(CELL_TIMEOUT) --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 lab: venv

@@ -1,9 +1,43 @@
 """Every unit test gets its own empty RECSUITE_HOME: caches, choices and results never touch the checkout.
-Also: small builders shared by several test files (a CSR from item lists, a tiny random causal LM)."""
+Also: small builders shared by several test files (a CSR from item lists, a tiny random causal LM), and the
+order in which ``make test`` hands files to its two pytest-xdist workers (longest lesson first)."""
+
+import json
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
+
+def notebook_seconds(path) -> float:
+    """Wall time of a committed notebook's last clean run: the sum of its cells' recorded execution times."""
+    total = 0.0
+    for cell in json.loads(Path(path).read_text()).get("cells", []):
+        ex = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
+            start, end = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            total += (end - start).total_seconds()
+    return total
+
+
+def pytest_collection_modifyitems(config, items):
+    """Lessons first, longest first; the unit tests after them. With ``-n 2 --dist loadscope`` each file runs
+    whole on one worker (nbval needs its cells in order, in one kernel), so starting the long lessons first
+    keeps one worker from being left with a 5-minute lesson at the end. The order within a file is kept."""
+    seconds = {}
+
+    def key(item):
+        path = Path(str(item.path))
+        if path.suffix != ".ipynb":
+            return (1, 0.0)
+        if path not in seconds:
+            seconds[path] = notebook_seconds(path)
+        return (0, -seconds[path])
+
+    items.sort(key=key)  # stable: cells and tests keep their order inside each file
 
 
 @pytest.fixture(autouse=True)
