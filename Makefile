@@ -9,7 +9,14 @@ CELL_TIMEOUT ?= 1200
 # make test runs its files on this many pytest-xdist workers; --dist loadscope keeps each notebook whole on one
 # worker (nbval runs its cells in order in one kernel) and tests/conftest.py starts the longest lessons first.
 # Lessons can run in any order and at the same time: every artefact is built on demand and written atomically.
+# Each worker's kernels get one BLAS/OpenMP thread (THREADS), so two workers fill two cores: with torch's
+# default of one thread per core in each, the spinning OpenMP threads of the two kernels stall each other and a
+# lesson runs up to 8x slower (measured: 02's LM profiles 158 s alone, over 1,200 s beside 09). The checked
+# outputs hold on one thread (../shared/tools/portability-check runs that variant).
 WORKERS ?= 2
+THREADS ?= 1
+PARALLEL := -n $(WORKERS) --dist loadscope
+THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 
 .PHONY: venv run test unit nbtest lab bench clean lock
 
@@ -27,7 +34,7 @@ run: venv
 	$(PY) -m recsuite.runner
 
 test: venv
-	set -o pipefail; TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks -n $(WORKERS) --dist loadscope \
+	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks $(PARALLEL) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
@@ -35,7 +42,7 @@ unit: venv
 	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
 
 nbtest: venv
-	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks -n $(WORKERS) --dist loadscope --nbval-lax --nbval-current-env \
+	$(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks $(PARALLEL) --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=$(CELL_TIMEOUT) --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 lab: venv
