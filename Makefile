@@ -18,7 +18,7 @@ THREADS ?= 1
 PARALLEL := -n $(WORKERS) --dist loadscope
 THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 
-.PHONY: venv run test unit nbtest lab bench clean lock
+.PHONY: venv run test unit nbtest lab serve bench clean lock
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ nbtest: venv
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
+
+# The fused recommender over HTTP on 127.0.0.1:$(PORT) (recsuite.serve; notebook 09b); needs the artefacts of make run.
+PORT ?= 8000
+serve: venv
+	$(PY) -m recsuite.serve --host 127.0.0.1 --port $(PORT)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -583,8 +583,13 @@ def _check_hard_negatives(hard_negatives, n_pairs: int, n_items: int):
     return h.astype(np.int64)
 
 
-def _linear_schedule(total: int, warmup: int):
-    # Linear warm-up to the peak, then linear decay; every step gets a positive rate (step 0 included).
+def linear_schedule(total: int, warmup: int):
+    """The learning-rate factor of step s: linear warm-up over ``warmup`` steps, then linear decay to ``total``.
+
+    Every step gets a positive rate (step 0 included); pass it to ``torch.optim.lr_scheduler.LambdaLR``.
+
+    Introduced in notebooks/09_finetuning.ipynb
+    """
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
@@ -593,8 +598,13 @@ def _linear_schedule(total: int, warmup: int):
     return factor
 
 
-def _param_groups(model, weight_decay: float):
-    # BERT convention: no weight decay on biases and LayerNorm weights.
+def param_groups(model, weight_decay: float):
+    """AdamW parameter groups of a model's trainable weights: ``weight_decay`` on all but biases and LayerNorms.
+
+    The BERT convention (Devlin et al. 2019): no weight decay on biases and LayerNorm weights.
+
+    Introduced in notebooks/09_finetuning.ipynb
+    """
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
@@ -742,8 +752,15 @@ def train_step(model, batch, optimizer, scheduler, config: TrainConfig) -> dict:
     return {"loss": step_loss, "lr": lr, "tokens": tokens}
 
 
-class _Validation:
-    """Runs ``valid_fn``, keeps the best weights and counts evaluations without improvement."""
+class EarlyStopping:
+    """Runs ``valid_fn(model)``, keeps the best trainable weights and counts evaluations without improvement.
+
+    Calling it with a step number evaluates and returns True once ``patience`` evaluations in a row did not
+    improve (never with ``patience=None``); ``restore()`` puts the best weights back. ``history`` (a dict)
+    gets ``valid_step``, ``valid``, ``best_step`` and ``best_valid``; ``seconds`` is the time spent evaluating.
+
+    Introduced in notebooks/09_finetuning.ipynb
+    """
 
     def __init__(self, model, valid_fn, patience, history):
         self.model, self.valid_fn, self.patience, self.history = model, valid_fn, patience, history
@@ -813,9 +830,9 @@ def _setup(model, pairs, item_texts, config, valid_fn, hard_negatives, device, p
     dev = resolve_device(device)
     model.to(dev)
     n_trainable, n_total = count_parameters(model)
-    opt = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=lr)
+    opt = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr)
     warmup = int(round(config.warmup_ratio * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _linear_schedule(total, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(total, warmup))
     history = {
         "loss": [], "lr": [], "valid_step": [], "valid": [], "best_step": None, "best_valid": None,
         "stopped_early": False, "steps": 0, "epochs": 0.0, "mode": model.mode, "device": str(dev),
@@ -857,7 +874,7 @@ def train(model, pairs: pd.DataFrame, item_texts, config: TrainConfig | None = N
     config, data, (per_epoch, total, eval_every, per_step), opt, sched, dev, history = _setup(
         model, pairs, item_texts, config, valid_fn, hard_negatives, device, progress)
     rng = np.random.default_rng(config.seed)
-    validate = _Validation(model, valid_fn, config.patience, history)
+    validate = EarlyStopping(model, valid_fn, config.patience, history)
     cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)

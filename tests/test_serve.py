@@ -1,0 +1,321 @@
+"""recsuite.serve: a real uvicorn server on a free loopback port, spoken to by a real httpx client.
+
+The service is built from a tiny catalogue made here (5 users x 8 items, scores and 3-D vectors chosen so
+every expected list can be checked by hand); the free-text path runs the packaged MiniLM on a few texts.
+Loading from the lessons' artefacts is tested where it must fail clearly: on an empty RECSUITE_HOME.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsuite import semantic
+from recsuite.serve import MissingArtefacts, Service, UnknownUser, create_app, load_service, running
+
+USER_IDS = [1, 2, 5, 8, 13]
+ITEM_IDS = [101, 102, 103, 104, 105, 106, 107, 108]
+TITLES = ["Alpha", "Bravo", "Charlie, The", "Delta", "Echo", "Foxtrot", "Golf", "Hotel"]
+VECTORS = np.array([
+    [1, 0, 0],    # Alpha
+    [0, 1, 0],    # Bravo
+    [1, 1, 0],    # Charlie, The
+    [1, 0, 1],    # Delta
+    [0, 0, 1],    # Echo
+    [-1, 0, 0],   # Foxtrot
+    [1, 1, 1],    # Golf
+    [0, 1, 0.5],  # Hotel
+], dtype=np.float32)
+# user 1 ranks the items in index order; the others in other orders, so a mix-up of rows shows
+SCORES = np.array([
+    [9, 8, 7, 6, 5, 4, 3, 2],
+    [1, 2, 3, 4, 5, 6, 7, 8],
+    [5, 6, 7, 8, 1, 2, 3, 4],
+    [2, 9, 4, 7, 6, 5, 8, 3],
+    [8, 1, 2, 3, 4, 5, 6, 7],
+], dtype=np.float32)
+HISTORY = [[0, 1], [7], [2, 3, 4], [], [0]]
+
+
+def tiny_service(csr, **kw) -> Service:
+    return Service(USER_IDS, ITEM_IDS, TITLES, SCORES, csr(HISTORY, 8), VECTORS, model="tiny hand-made", **kw)
+
+
+def client(url) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=30.0, trust_env=False)  # loopback: never through a proxy
+
+
+@pytest.fixture(scope="module")
+def served():
+    rows = [(u, i) for u, items in enumerate(HISTORY) for i in items]
+    history = sp.csr_matrix((np.ones(len(rows)), tuple(zip(*rows))), shape=(5, 8))
+    service = Service(USER_IDS, ITEM_IDS, TITLES, SCORES, history, VECTORS, model="tiny hand-made")
+    with running(service) as url, client(url) as http:
+        yield http
+
+
+def ids(body) -> list[int]:
+    return [it["item_id"] for it in body["items"]]
+
+
+# -- GET /health and GET /recommend ---------------------------------------------------------------------
+
+
+def test_health_reports_the_loaded_service(served):
+    r = served.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["n_users"] == 5 and body["n_items"] == 8
+    assert body["model"] == "tiny hand-made" and body["loaded_at"].startswith("20")
+
+
+def test_recommend_returns_the_best_unseen_items_in_order(served):
+    # user 1 scores items in index order and has seen Alpha (101) and Bravo (102)
+    r = served.get("/recommend", params={"user_id": 1, "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user_id"] == 1 and body["k"] == 3
+    assert ids(body) == [103, 104, 105]
+    assert [it["title"] for it in body["items"]] == ["Charlie, The", "Delta", "Echo"]
+    assert [it["score"] for it in body["items"]] == [7.0, 6.0, 5.0]
+
+
+def test_recommend_default_k_and_seen_items_never_come_back(served):
+    body = served.get("/recommend", params={"user_id": 5}).json()  # row 2 has seen 103, 104, 105
+    assert body["k"] == 10
+    assert ids(body) == [102, 101, 108, 107, 106]  # 8 - 3 seen = 5: the catalogue ran out before k
+
+
+def test_explanation_names_the_history_items_closest_in_meaning(served):
+    items = served.get("/recommend", params={"user_id": 1, "k": 8}).json()["items"]
+    why = {it["title"]: it["explanation"] for it in items}
+    # Delta (1, 0, 1) is closer to Alpha (cos 0.71) than to Bravo (0); Hotel (0, 1, .5) the other way round
+    assert why["Delta"] == "Because you watched Alpha and Bravo."
+    assert why["Hotel"] == "Because you watched Bravo and Alpha."
+    one = served.get("/recommend", params={"user_id": 13, "k": 1}).json()["items"][0]  # saw only Alpha
+    assert one["item_id"] == 108 and one["explanation"] == "Because you watched Alpha."
+    none = served.get("/recommend", params={"user_id": 8, "k": 1}).json()["items"][0]  # no history
+    assert none["item_id"] == 102 and "no history" in none["explanation"]
+
+
+def test_unknown_user_is_a_404_naming_the_id(served):
+    r = served.get("/recommend", params={"user_id": 999})
+    assert r.status_code == 404
+    assert "999" in r.json()["detail"] and "unknown user_id" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("params", [{"user_id": 1, "k": 0}, {"user_id": 1, "k": 101}, {"user_id": 1, "k": "x"},
+                                    {"user_id": 1, "k": 2.5}, {"user_id": "one"}, {}])
+def test_bad_query_parameters_are_a_422(served, params):
+    r = served.get("/recommend", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_k_of_100_is_accepted(served):
+    r = served.get("/recommend", params={"user_id": 2, "k": 100})
+    assert r.status_code == 200 and ids(r.json()) == [107, 106, 105, 104, 103, 102, 101]
+
+
+def test_the_catalogue_limits_warm_recommendations_only(csr):
+    catalogue = np.ones(8, dtype=bool)
+    catalogue[2] = False  # Charlie is not in the fused model's catalogue
+    s = tiny_service(csr, catalogue=catalogue)
+    assert [it["item_id"] for it in s.recommend(1, 3)] == [104, 105, 106]
+    assert s.recommend_cold(["Alpha", "Bravo"], k=1)[0]["item_id"] == 103  # content ranks every item
+    with pytest.raises(UnknownUser, match="unknown user_id 3"):
+        s.recommend(3)
+
+
+# -- POST /recommend/cold ----------------------------------------------------------------------------------
+
+
+def test_cold_start_from_liked_titles_ranks_by_cosine_to_their_mean(served):
+    # p = (Alpha + Bravo) / |.| = (.71, .71, 0): Charlie 1, Golf .82, Hotel .63, Delta .5, Echo 0, Foxtrot -.71
+    r = served.post("/recommend/cold", json={"liked_titles": [" alpha", "BRAVO  "], "k": 6})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["k"] == 6 and body["liked"] == [{"item_id": 101, "title": "Alpha"}, {"item_id": 102, "title": "Bravo"}]
+    assert ids(body) == [103, 107, 108, 104, 105, 106]
+    assert [it["score"] for it in body["items"]] == pytest.approx(
+        [1.0, 2 / 6 ** 0.5, 0.5 ** 0.5 / 1.25 ** 0.5, 0.5, 0.0, -(0.5 ** 0.5)], abs=1e-6)
+    assert body["items"][0]["explanation"] == "Because you liked Alpha and Bravo."
+
+
+def test_cold_start_matches_the_natural_title_form_and_defaults_k(served):
+    body = served.post("/recommend/cold", json={"liked_titles": ["the charlie"]}).json()
+    assert body["k"] == 10 and body["liked"] == [{"item_id": 103, "title": "Charlie, The"}]
+    assert 103 not in ids(body) and len(body["items"]) == 7
+    assert ids(body)[:2] == [107, 101]  # Golf (cos .82) before Alpha and Bravo (.71, tie by index)
+
+
+def test_unknown_title_is_a_422_listing_it_with_close_matches(served):
+    r = served.post("/recommend/cold", json={"liked_titles": ["Alpha", "Alpah", "Zzzzz"]})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "'Alpah' (close: 'Alpha')" in detail and "'Zzzzz'" in detail and "2 title(s)" in detail
+
+
+@pytest.mark.parametrize("body", [{}, {"k": 5}, {"liked_titles": []}, {"text": "  "}, {"liked_titles": ["Alpha"], "k": 0},
+                                  {"liked_titles": ["Alpha"], "k": 101}, {"liked": ["Alpha"]}, {"liked_titles": "Alpha"}])
+def test_cold_request_without_anything_to_go_on_is_a_422(served, body):
+    r = served.post("/recommend/cold", json=body)
+    assert r.status_code == 422, r.text
+
+
+def test_text_without_an_encoder_is_refused(served):
+    r = served.post("/recommend/cold", json={"text": "something"})
+    assert r.status_code == 422 and "encoder" in r.json()["detail"]
+
+
+def test_centred_cold_start_equals_the_content_recommender(csr):
+    s = tiny_service(csr, center=True)
+    got = s.recommend_cold(["Delta", "Golf"], k=6)
+    want = semantic.content_scores(csr([[3, 6]], 8), VECTORS, center=True)[0]
+    order = [i for i in np.argsort(-want, kind="stable") if i not in (3, 6)]
+    assert [it["item_id"] for it in got] == [ITEM_IDS[i] for i in order]
+    assert [it["score"] for it in got] == pytest.approx(want[order], abs=1e-6)
+
+
+def test_a_title_listed_under_two_ids_names_both(csr):
+    titles = list(TITLES)
+    titles[5] = "Alpha"  # ML-100K lists a few films twice
+    s = Service(USER_IDS, ITEM_IDS, titles, SCORES, csr(HISTORY, 8), VECTORS)
+    assert s.match_titles(["ALPHA"]).tolist() == [0, 5]
+    assert {it["item_id"] for it in s.recommend_cold(["Alpha"], k=8)} == set(ITEM_IDS) - {101, 106}
+
+
+# -- free text through the packaged MiniLM -----------------------------------------------------------------
+
+PLOTS = ["Toys that come to life when their owner leaves the room", "A mafia family's crime empire and its heirs",
+         "Astronauts stranded on Mars grow potatoes to survive", "A romance aboard a sinking ocean liner",
+         "A shark terrorises a beach town in summer", "A detective hunts a serial killer in a rainy city"]
+
+
+@pytest.fixture(scope="module")
+def minilm_served():
+    def encoder(texts):
+        return semantic.encode_texts(texts, cache=False, progress=False)
+
+    n = len(PLOTS)
+    history = sp.csr_matrix((n, n), dtype=np.float32)
+    service = Service(list(range(n)), list(range(1, n + 1)), PLOTS, np.zeros((n, n)), history, encoder(PLOTS),
+                      center=True, encoder=encoder)
+    with running(service) as url, client(url) as http:
+        yield http
+
+
+@pytest.mark.parametrize("text, expected", [("gangsters and organised crime", 2), ("a big fish attacks swimmers", 5),
+                                            ("space exploration and survival on another planet", 3)])
+def test_free_text_finds_the_item_it_describes(minilm_served, text, expected):
+    r = minilm_served.post("/recommend/cold", json={"text": text, "k": 3})
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert items[0]["item_id"] == expected, items
+    assert items[0]["explanation"] == "Close in meaning to your description."
+    assert items[0]["score"] > items[1]["score"] >= items[2]["score"]
+
+
+def test_text_and_liked_titles_combine_and_liked_stay_out(minilm_served):
+    liked = [PLOTS[0]]
+    text_only = minilm_served.post("/recommend/cold", json={"text": "an ocean love story", "k": 6}).json()
+    both = minilm_served.post("/recommend/cold", json={"text": "an ocean love story", "liked_titles": liked,
+                                                       "k": 6}).json()
+    assert ids(text_only)[0] == 4 and len(ids(text_only)) == 6
+    assert 1 not in ids(both) and len(ids(both)) == 5
+    assert both["liked"] == [{"item_id": 1, "title": PLOTS[0]}]
+    assert [it["score"] for it in both["items"]] != [it["score"] for it in text_only["items"] if it["item_id"] != 1]
+    assert both["items"][0]["explanation"].startswith("Because you liked Toys that come to life")
+
+
+# -- loading from the artefacts: fast, and failing clearly ---------------------------------------------------
+
+
+def test_load_service_on_an_empty_home_names_the_lessons_and_builds_nothing(_isolated_home):
+    with pytest.raises(MissingArtefacts) as err:
+        load_service()
+    msg = str(err.value)
+    for needed in ("notebooks/02_llm_semantic_features.ipynb", "notebooks/03_cf_baselines.ipynb",
+                   "notebooks/05_fusion.ipynb", "make run", "'semantic.content'", "'cf.best-fast-model'",
+                   "'fusion.blend'", "the fused test scores"):
+        assert needed in msg
+    assert isinstance(err.value, FileNotFoundError)
+    data = _isolated_home / "datasets"
+    assert not (data / "choices").exists() and not (data / "scores").exists() and not (data / "embeddings").exists()
+
+
+def test_load_service_lists_only_what_is_missing(_isolated_home):
+    from recsuite import choices
+    from recsuite.split import load_protocol
+
+    choices.save("semantic.content", {"template": "title", "center": True}, load_protocol(), 0, notebook="a test")
+    with pytest.raises(MissingArtefacts) as err:
+        load_service()
+    msg = str(err.value)
+    assert "the content setting" not in msg
+    assert "the item vectors of template 'title'" in msg and "'fusion.blend'" in msg
+    with pytest.raises(MissingArtefacts, match="seed 1"):  # another seed's choices are its own
+        load_service(seed=1)
+
+
+def test_python_m_recsuite_serve_fails_at_start_with_the_message(_isolated_home):
+    env = {**os.environ, "RECSUITE_HOME": str(_isolated_home), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "recsuite.serve", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "make run" in done.stderr and "notebooks/05_fusion.ipynb" in done.stderr
+    assert "Uvicorn running" not in done.stderr + done.stdout
+
+
+# -- running(): start, answer, stop ----------------------------------------------------------------------
+
+
+def test_running_serves_on_a_free_port_and_closes_it_on_exit(csr):
+    app = create_app(tiny_service(csr))
+    with running(app) as url:
+        port = urlsplit(url).port
+        assert port > 0 and url == f"http://127.0.0.1:{port}"
+        with client(url) as http:
+            assert http.get("/recommend", params={"user_id": 1, "k": 1}).json()["items"][0]["item_id"] == 103
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+def test_running_stops_the_server_when_the_block_raises(csr):
+    with pytest.raises(KeyError, match="boom"):
+        with running(tiny_service(csr)) as url:
+            port = urlsplit(url).port
+            raise KeyError("boom")
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+def test_service_refuses_arrays_that_do_not_fit(csr):
+    with pytest.raises(ValueError, match="scores must have shape"):
+        Service(USER_IDS, ITEM_IDS, TITLES, SCORES[:, :7], csr(HISTORY, 8), VECTORS)
+    with pytest.raises(ValueError, match="titles must hold one title per item"):
+        Service(USER_IDS, ITEM_IDS, TITLES[:7], SCORES, csr(HISTORY, 8), VECTORS)
+    with pytest.raises(ValueError, match="user_ids must list each id once"):
+        Service([1, 1, 5, 8, 13], ITEM_IDS, TITLES, SCORES, csr(HISTORY, 8), VECTORS)
+    with pytest.raises(TypeError, match="service must be a recsuite.serve.Service"):
+        create_app(object())
+
+
+def test_explanations_are_semantic_explain_for_every_item():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 4, 30
+    vectors = rng.normal(size=(n_items, 8)).astype(np.float32)
+    history = sp.random(n_users, n_items, density=0.3, random_state=1, format="csr")
+    s = Service(range(n_users), range(n_items), [f"Film {i}" for i in range(n_items)], rng.normal(size=(n_users, n_items)),
+                history, vectors, center=True)
+    for u in range(n_users):
+        seen = history[u].indices
+        for it in s.recommend(u, 10):
+            top, _ = semantic.explain(seen, it["item_id"], semantic.center(vectors), top=2)
+            assert it["explanation"] == f"Because you watched Film {top[0]} and Film {top[1]}."
