@@ -31,13 +31,13 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"recsuite needs Python 3.11, $(PYTHON) is {sys.version.split()[0]}; run make PYTHON=python3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[course,dev]"
 	$(PY) -m pip install --quiet --no-compile --no-deps -r requirements-nodeps.txt
 	$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m recsuite.runner
+	$(PY) -m recsuite.course.runner
 
 test: venv
 	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks $(PARALLEL) \
@@ -54,10 +54,10 @@ nbtest: venv
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
 
-# The fused recommender over HTTP on 127.0.0.1:$(PORT) (recsuite.serve; notebook 09b); needs the artefacts of make run.
+# The fused recommender over HTTP on 127.0.0.1:$(PORT) (recsuite.serving.service; notebook 09b); needs the artefacts of make run.
 PORT ?= 8000
 serve: venv
-	$(PY) -m recsuite.serve --host 127.0.0.1 --port $(PORT)
+	$(PY) -m recsuite.course.serve --host 127.0.0.1 --port $(PORT)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,8 +1,8 @@
-"""Approximate nearest-neighbour search: recsuite.ann's HNSW and IVF-PQ indexes against exact search.
+"""Approximate nearest-neighbour search: recsuite.serving.ann's HNSW and IVF-PQ indexes against exact search.
 
 A synthetic catalogue of N unit vectors (default 200,000 x 384, the size of a MiniLM item catalogue; set N
-as the first argument or BENCH_ANN_ITEMS) and 1,000 queries from the same mixture (recsuite.ann.
-synthetic_catalogue, seed 0). recsuite.ann.sweep builds each index once (default build parameters) and
+as the first argument or BENCH_ANN_ITEMS) and 1,000 queries from the same mixture (recsuite.serving.ann.
+synthetic_catalogue, seed 0). recsuite.serving.ann.sweep builds each index once (default build parameters) and
 runs one batched search of all queries per runtime setting (HNSW ef_search 16..256, IVF-PQ nprobe 1..64),
 best of REPEATS; recall@10 is against exact faiss search, ties at the 10th place counted as found.
 
@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from recsuite import ann
+from recsuite.serving import ann
 
 DIM = 384
 N_QUERIES = 1000

@@ -18,10 +18,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from recsuite import compress as C  # noqa: E402
-from recsuite import semantic as S  # noqa: E402
-from recsuite.data import load_movielens_100k  # noqa: E402
-from recsuite.encoders import quiet_transformers  # noqa: E402
+from recsuite.data.movielens import load_movielens_100k  # noqa: E402
+from recsuite.models import semantic as S  # noqa: E402
+from recsuite.models.encoders import quiet_transformers  # noqa: E402
+from recsuite.serving import compress as C  # noqa: E402
 
 REPEATS = 3
 BATCH_SIZE = 64

@@ -1,8 +1,8 @@
-"""Re-ranking speed: batched recsuite.rerank.dpp against the same greedy DPP run user by user (dpp_single).
+"""Re-ranking speed: batched recsuite.combine.rerank.dpp against the same greedy DPP run user by user (dpp_single).
 
 MovieLens-100K sized synthetic task (seeded): 943 users, 200 distinct random candidates each from 1682 items
 with 384-d random unit vectors, normally distributed scores, k = 10, theta = 0.7. The peer is
-``recsuite.rerank.dpp_single``, the plain per-user implementation of the same algorithm (Chen, Zhang & Zhou
+``recsuite.combine.rerank.dpp_single``, the plain per-user implementation of the same algorithm (Chen, Zhang & Zhou
 2018), called in a Python loop over users. Both run with one BLAS thread in this process and must return
 identical lists. Prints the best-of-N wall time of each, the ratio (target >= 5x), and batched MMR for
 comparison. Run: `.venv/bin/python benchmarks/bench_dpp.py`.
@@ -13,7 +13,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recsuite import rerank as R
+from recsuite.combine import rerank as R
 
 N_USERS, N_ITEMS, M, DIM, K, THETA, LAM = 943, 1682, 200, 384, 10, 0.7, 0.5
 REPEATS = 5
@@ -60,9 +60,9 @@ def main():
 
     print(f"task: {N_USERS} users x {M} candidates -> top {K}, {N_ITEMS} items, d={DIM}, theta={THETA}, "
           "1 BLAS thread")
-    rows = [("recsuite.rerank.dpp (batched over users)", t_batch),
-            ("recsuite.rerank.dpp_single, loop over users", t_user),
-            (f"recsuite.rerank.mmr (batched, lam={LAM})", t_mmr)]
+    rows = [("recsuite.combine.rerank.dpp (batched over users)", t_batch),
+            ("recsuite.combine.rerank.dpp_single, loop over users", t_user),
+            (f"recsuite.combine.rerank.mmr (batched, lam={LAM})", t_mmr)]
     for label, t in rows:
         print(f"{label:46s}{t * 1e3:8.1f} ms  ({t / N_USERS * 1e3:.3f} ms/user)")
     print(f"  dpp speed ratio (per-user time / batched time): {t_user / t_batch:.2f}x  (target >= 5x)")

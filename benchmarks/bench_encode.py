@@ -1,4 +1,4 @@
-"""CPU encoding speed: recsuite.semantic.encode_texts against sentence-transformers on the same model and texts.
+"""CPU encoding speed: recsuite.models.semantic.encode_texts against sentence-transformers on the same model and texts.
 
 Both encode the 1,682 ML-100K item texts (template "title_year_genres") with the packaged all-MiniLM-L6-v2,
 batch size 64, L2-normalised, on the CPU; recsuite's disk cache is off. Each is warmed up once, then the
@@ -15,9 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from recsuite import semantic as S  # noqa: E402
-from recsuite.encoders import quiet_transformers  # noqa: E402
-from recsuite.data import load_movielens_100k  # noqa: E402
+from recsuite.data.movielens import load_movielens_100k  # noqa: E402
+from recsuite.models import semantic as S  # noqa: E402
+from recsuite.models.encoders import quiet_transformers  # noqa: E402
 
 REPEATS = 3
 BATCH_SIZE = 64

@@ -1,4 +1,4 @@
-"""Zero-shot candidate scoring: recsuite.llmrank.LMScorer's KV-cache reuse against one forward pass per candidate.
+"""Zero-shot candidate scoring: recsuite.models.profilesrank.LMScorer's KV-cache reuse against one forward pass per candidate.
 
 Both score the same USERS valid users' top-M fused candidates (notebook 05's blend, M = 20) by the
 log-likelihood of each title after the user's history prompt (notebook 05b), with the packaged
@@ -16,9 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from recsuite import artifacts, llmrank, semantic  # noqa: E402
-from recsuite.data import load_movielens_100k  # noqa: E402
-from recsuite.split import load_protocol  # noqa: E402
+from recsuite.course import artifacts  # noqa: E402
+from recsuite.data.movielens import load_movielens_100k  # noqa: E402
+from recsuite.data.split import load_protocol  # noqa: E402
+from recsuite.models import llmrank, semantic
 
 USERS = 4
 M = 20

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation speed: recsuite.metrics against implicit.evaluation.ranking_metrics_at_k.
+"""Full-ranking evaluation speed: recsuite.evaluation.metrics against implicit.evaluation.ranking_metrics_at_k.
 
 Same ALS model, same split (the suite's test set, train+valid masked), same task: score all 943 x 1682
 user-item pairs, take the top 10 per user with seen items masked, compute the metrics. Prints the
@@ -10,8 +10,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recsuite import metrics as M
-from recsuite.split import load_protocol
+from recsuite.data.split import load_protocol
+from recsuite.evaluation import metrics as M
 
 REPEATS = 7
 
@@ -37,7 +37,7 @@ def main():
 
     def ours():
         scores = model.user_factors @ model.item_factors.T
-        topk = M.topk_from_scores(scores, 10, exclude=history)
+        topk = M.topk_from_scores(scores, 10, seen=history)
         return M.evaluate(topk, truth, k=10)
 
     def peer(threads):

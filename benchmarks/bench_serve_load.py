@@ -1,6 +1,6 @@
 """HTTP serving cost: GET /recommend under load against in-process Service.recommend on the same users.
 
-Starts `python -m recsuite.serve` (lesson 05's fused model; it needs the lessons' artefacts, so run `make run`
+Starts `python -m recsuite.course.serve` (lesson 05's fused model; it needs the lessons' artefacts, so run `make run`
 first) in a process of its own on a free loopback port, waits for /health, sends WARMUP requests, then
 REQUESTS GET /recommend (k = K, users drawn with SEED) from CONCURRENCY httpx.AsyncClient workers, and stops
 the server. Prints p50/p95/p99 latency, throughput and the error count (must be 0), and the named peer: the
@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recsuite.serve import MissingArtefacts, load_service  # noqa: E402
+from recsuite.course.serve import MissingArtefacts, load_service  # noqa: E402
 
 REQUESTS = 2000
 CONCURRENCY = 8
@@ -91,7 +91,7 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "recsuite.serve", "--port", str(port), "--seed", str(SEED),
+        proc = subprocess.Popen([sys.executable, "-m", "recsuite.course.serve", "--port", str(port), "--seed", str(SEED),
                                  "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
         try:
             started = time.perf_counter()

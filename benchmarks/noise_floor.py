@@ -73,7 +73,7 @@ def notebooks(selected) -> list[Path]:
 def knobs(path: Path) -> set[str]:
     import nbformat
 
-    from recsuite.runner import knob_names
+    from recsuite.course.runner import knob_names
 
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -94,7 +94,7 @@ def run_one(work: Path, variant: str, seed: int, paths: list[Path], timeout: int
             status[path.name] = json.loads(done.read_text())
             continue
         own = {k: v for k, v in params.items() if k in knobs(path)}  # THREADS only where the lesson has the knob
-        argv = [sys.executable, "-m", "recsuite.runner", str(path), "--out", str(home / "notebooks"),
+        argv = [sys.executable, "-m", "recsuite.course.runner", str(path), "--out", str(home / "notebooks"),
                 "--param", f"SEED={seed}", *itertools.chain(*(["--param", f"{k}={v!r}"] for k, v in own.items()))]
         start = time.perf_counter()
         proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)

@@ -7,7 +7,7 @@ One idea per module, found from the lesson that introduced it: ``data``, ``split
 modules are imported on demand.
 """
 
-from recsuite.utils import get_device, set_seed
+from recsuite.core.device import get_device, set_seed
 
 __version__ = "0.1.0"
 __all__ = ["get_device", "set_seed", "__version__"]

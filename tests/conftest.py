@@ -67,7 +67,13 @@ def save_tiny_causal_lm(path, seed=0, chat_template=None, arch="gpt2"):
     layer, n_embd 32, learned positions) or ``"llama"`` (2 layers, hidden 32, rotary positions, grouped KV)."""
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     chars = [chr(i) for i in range(32, 127)] + ["\n"]
     vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, "[BOS]": 3, **{c: i + 4 for i, c in enumerate(chars)}}

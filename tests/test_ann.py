@@ -1,11 +1,11 @@
-"""Known answers and invariants of recsuite.ann: exact search against NumPy, recall@k by hand, HNSW and IVF-PQ
+"""Known answers and invariants of recsuite.serving.ann: exact search against NumPy, recall@k by hand, HNSW and IVF-PQ
 against exact search on tiny synthetic catalogues, the sweep's table, and bad input at the boundary."""
 
 import faiss
 import numpy as np
 import pytest
 
-from recsuite import ann
+from recsuite.serving import ann
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +280,18 @@ def test_bad_recall_catalogue_and_sweep_arguments(small):
         ann.sweep(items, queries, {"h": {"kind": "hnsw", "nprobe": [1]}}, progress=False)
     with pytest.raises(ValueError, match="queries must have the vectors' dimension d=32"):
         ann.sweep(items, queries[:, :8], progress=False)
+
+
+def test_a_knob_value_that_is_no_int_or_list_names_the_setting(small):
+    items, queries = small
+    with pytest.raises(TypeError, match=r"indexes\['h'\]\['ef_search'\] must be an int or a list of ints, got 64.0"):
+        ann.sweep(items, queries, {"h": {"kind": "hnsw", "ef_search": 64.0}}, progress=False)
+    with pytest.raises(TypeError, match=r"indexes\['q'\]\['nprobe'\] must be an int or a list of ints, got '4'"):
+        ann.sweep(items, queries, {"q": {"kind": "ivfpq", "nprobe": "4"}}, progress=False)
+
+
+def test_recall_checks_tol_even_without_scores():
+    with pytest.raises(ValueError, match="tol must be a finite number"):
+        ann.recall_at_k(np.array([[1, 2]]), np.array([[1, 2]]), 2, tol=-1.0)
+    with pytest.raises(TypeError, match="tol must be a real number"):
+        ann.recall_at_k(np.array([[1, 2]]), np.array([[1, 2]]), 2, tol="tight")

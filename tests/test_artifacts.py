@@ -1,4 +1,4 @@
-"""recsuite.artifacts: caches that cannot be written or are damaged, and bad input to every public function.
+"""recsuite.course.artifacts: caches that cannot be written or are damaged, and bad input to every public function.
 
 The cache-or-compute behaviour of ``cf_scores`` and ``fused_scores`` themselves is tested with the models
 they wrap (test_cf.py, test_fusion.py).
@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import artifacts as ART
+from recsuite.course import artifacts as ART
 
 
 @pytest.fixture(scope="module")
 def protocol():
-    from recsuite.split import make_protocol
+    from recsuite.data.split import make_protocol
 
     rng = np.random.default_rng(3)
     users = np.repeat(np.arange(1, 21), 10)
@@ -44,7 +44,7 @@ def test_a_damaged_cf_score_cache_is_rebuilt(protocol, tmp_path):
 @pytest.mark.parametrize("call, exc, match", [
     (lambda p: ART.tuned_params("als", p), ValueError, "model must be one of"),
     (lambda p: ART.tuned_params("EASE", p, seed=-1), ValueError, "seed"),
-    (lambda p: ART.tuned_params("EASE", "protocol"), TypeError, "protocol must be a recsuite.split.Protocol"),
+    (lambda p: ART.tuned_params("EASE", "protocol"), TypeError, "protocol must be a recsuite.data.split.Protocol"),
     (lambda p: ART.best_fast_model(p, seed=1.5), TypeError, "seed"),
     (lambda p: ART.best_fast_model(object()), TypeError, "protocol"),
     (lambda p: ART.cf_scores("EASE", "train", protocol=p), ValueError, "eval_set"),

@@ -6,8 +6,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsuite import baselines, cache, choices, features, runner, tuning, utils
-from recsuite.noise import Expect
+from recsuite.core import cache, device
+from recsuite.course import choices, runner
+from recsuite.course.noise import Expect
+from recsuite.data import features
+from recsuite.evaluation import selection
+from recsuite.models import popularity
 
 ITEMS = pd.DataFrame({"item_id": [1, 2], "genres": [["Action", "Crime"], []]})
 USERS = pd.DataFrame({"user_id": [1, 2], "age": [20, 40], "gender": ["M", "F"], "occupation": ["a", "b"],
@@ -20,7 +24,7 @@ KEY = {"model": "ALS", "factors": 8}
 
 
 class FakeProtocol:
-    """What choices.protocol_key reads from a recsuite.split.Protocol."""
+    """What choices.protocol_key reads from a recsuite.data.split.Protocol."""
 
     params = {"seed": 0}
     n_users, n_items = 2, 3
@@ -74,18 +78,18 @@ CASES = [
      TypeError, "timestamp"),
     ("context_features-nan-timestamp", lambda t: features.context_features(INTER.assign(timestamp=[0, np.nan])),
      ValueError, "timestamp"),
-    # baselines.popularity_scores
-    ("popularity-dense", lambda t: baselines.popularity_scores(np.zeros((2, 2))), TypeError, "history"),
-    ("popularity-list", lambda t: baselines.popularity_scores([[1, 0]]), TypeError, "history"),
-    ("popularity-nan", lambda t: baselines.popularity_scores(sp.csr_matrix(np.array([[np.nan, 1.0]]))), ValueError,
+    # popularity.popularity_scores
+    ("popularity-dense", lambda t: popularity.popularity_scores(np.zeros((2, 2))), TypeError, "history"),
+    ("popularity-list", lambda t: popularity.popularity_scores([[1, 0]]), TypeError, "history"),
+    ("popularity-nan", lambda t: popularity.popularity_scores(sp.csr_matrix(np.array([[np.nan, 1.0]]))), ValueError,
      "history"),
-    ("popularity-no-items", lambda t: baselines.popularity_scores(sp.csr_matrix((2, 0))), ValueError, "history"),
-    ("popularity-n_users-float", lambda t: baselines.popularity_scores(HIST, n_users=2.0), TypeError, "n_users"),
-    ("popularity-n_users-bool", lambda t: baselines.popularity_scores(HIST, n_users=True), TypeError, "n_users"),
-    ("popularity-n_users-zero", lambda t: baselines.popularity_scores(HIST, n_users=0), ValueError, "n_users"),
-    ("popularity-no-rows", lambda t: baselines.popularity_scores(sp.csr_matrix((0, 3))), ValueError, "n_users"),
-    ("popularity-tie_seed-float", lambda t: baselines.popularity_scores(HIST, tie_seed=0.5), TypeError, "tie_seed"),
-    ("popularity-tie_seed-negative", lambda t: baselines.popularity_scores(HIST, tie_seed=-1), ValueError, "tie_seed"),
+    ("popularity-no-items", lambda t: popularity.popularity_scores(sp.csr_matrix((2, 0))), ValueError, "history"),
+    ("popularity-n_users-float", lambda t: popularity.popularity_scores(HIST, n_users=2.0), TypeError, "n_users"),
+    ("popularity-n_users-bool", lambda t: popularity.popularity_scores(HIST, n_users=True), TypeError, "n_users"),
+    ("popularity-n_users-zero", lambda t: popularity.popularity_scores(HIST, n_users=0), ValueError, "n_users"),
+    ("popularity-no-rows", lambda t: popularity.popularity_scores(sp.csr_matrix((0, 3))), ValueError, "n_users"),
+    ("popularity-tie_seed-float", lambda t: popularity.popularity_scores(HIST, tie_seed=0.5), TypeError, "tie_seed"),
+    ("popularity-tie_seed-negative", lambda t: popularity.popularity_scores(HIST, tie_seed=-1), ValueError, "tie_seed"),
     # cache.key_digest / read_array / write_array / write_or_warn / atomic_write
     ("key_digest-list", lambda t: cache.key_digest([1, 2]), TypeError, "key"),
     ("key_digest-numpy-scalar", lambda t: cache.key_digest({"k": np.int64(3)}), TypeError, "key"),
@@ -136,39 +140,39 @@ CASES = [
     ("save-seed-str", lambda t: choices.save("cf.als", 1, PROTO, "0", notebook="t", root=t), TypeError, "seed"),
     ("load-compute-not-callable", lambda t: choices.load("cf.none", PROTO, 0, compute=3, root=t), TypeError, "compute"),
     ("load-name-none", lambda t: choices.load(None, PROTO, 0, root=t), TypeError, "name"),
-    # tuning.one_se_rule / best_within
-    ("one_se-table-list", lambda t: tuning.one_se_rule([1, 2], "ndcg", 0.0), TypeError, "table"),
-    ("one_se-table-repeated-index", lambda t: tuning.one_se_rule(TABLE.set_axis([0, 1, 1]), "ndcg", "se"), ValueError,
+    # selection.one_se_rule / best_within
+    ("one_se-table-list", lambda t: selection.one_se_rule([1, 2], "ndcg", 0.0), TypeError, "table"),
+    ("one_se-table-repeated-index", lambda t: selection.one_se_rule(TABLE.set_axis([0, 1, 1]), "ndcg", "se"), ValueError,
      "table"),
-    ("best_within-table-repeated-index", lambda t: tuning.best_within(TABLE.set_axis([0, 0, 1]), "ndcg", "loss", 1.0),
+    ("best_within-table-repeated-index", lambda t: selection.best_within(TABLE.set_axis([0, 0, 1]), "ndcg", "loss", 1.0),
      ValueError, "table"),
-    ("one_se-table-empty", lambda t: tuning.one_se_rule(pd.DataFrame(), "ndcg", 0.0), ValueError, "table"),
-    ("one_se-metric-int", lambda t: tuning.one_se_rule(TABLE, 0, 0.0), TypeError, "metric"),
-    ("one_se-metric-missing", lambda t: tuning.one_se_rule(TABLE, "recall", 0.0), ValueError, "recall"),
-    ("one_se-se-none", lambda t: tuning.one_se_rule(TABLE, "ndcg", None), TypeError, "se"),
-    ("one_se-se-bool", lambda t: tuning.one_se_rule(TABLE, "ndcg", True), TypeError, "se"),
-    ("one_se-se-negative", lambda t: tuning.one_se_rule(TABLE, "ndcg", -0.1), ValueError, "se"),
-    ("one_se-se-nan", lambda t: tuning.one_se_rule(TABLE, "ndcg", float("nan")), ValueError, "se"),
-    ("one_se-se-column-missing", lambda t: tuning.one_se_rule(TABLE, "ndcg", "ndcg_se"), ValueError, "ndcg_se"),
-    ("one_se-metric-nan", lambda t: tuning.one_se_rule(TABLE.assign(ndcg=[0.1, np.nan, 0.1]), "ndcg", 0.0),
+    ("one_se-table-empty", lambda t: selection.one_se_rule(pd.DataFrame(), "ndcg", 0.0), ValueError, "table"),
+    ("one_se-metric-int", lambda t: selection.one_se_rule(TABLE, 0, 0.0), TypeError, "metric"),
+    ("one_se-metric-missing", lambda t: selection.one_se_rule(TABLE, "recall", 0.0), ValueError, "recall"),
+    ("one_se-se-none", lambda t: selection.one_se_rule(TABLE, "ndcg", None), TypeError, "se"),
+    ("one_se-se-bool", lambda t: selection.one_se_rule(TABLE, "ndcg", True), TypeError, "se"),
+    ("one_se-se-negative", lambda t: selection.one_se_rule(TABLE, "ndcg", -0.1), ValueError, "se"),
+    ("one_se-se-nan", lambda t: selection.one_se_rule(TABLE, "ndcg", float("nan")), ValueError, "se"),
+    ("one_se-se-column-missing", lambda t: selection.one_se_rule(TABLE, "ndcg", "ndcg_se"), ValueError, "ndcg_se"),
+    ("one_se-metric-nan", lambda t: selection.one_se_rule(TABLE.assign(ndcg=[0.1, np.nan, 0.1]), "ndcg", 0.0),
      ValueError, "ndcg"),
-    ("one_se-decimals-float", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, decimals=3.0), TypeError, "decimals"),
-    ("one_se-decimals-big", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, decimals=13), ValueError, "decimals"),
-    ("one_se-simplest-str", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, simplest="k"), ValueError, "simplest"),
-    ("one_se-simplest-int", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, simplest=5), TypeError, "simplest"),
-    ("one_se-simplest-flag", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, simplest=[("k", 1)]), TypeError,
+    ("one_se-decimals-float", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, decimals=3.0), TypeError, "decimals"),
+    ("one_se-decimals-big", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, decimals=13), ValueError, "decimals"),
+    ("one_se-simplest-str", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, simplest="k"), ValueError, "simplest"),
+    ("one_se-simplest-int", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, simplest=5), TypeError, "simplest"),
+    ("one_se-simplest-flag", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, simplest=[("k", 1)]), TypeError,
      "simplest"),
-    ("one_se-simplest-column", lambda t: tuning.one_se_rule(TABLE, "ndcg", 0.0, simplest=[("K", True)]), ValueError,
+    ("one_se-simplest-column", lambda t: selection.one_se_rule(TABLE, "ndcg", 0.0, simplest=[("K", True)]), ValueError,
      "simplest"),
-    ("best_within-table-dict", lambda t: tuning.best_within({"ndcg": [1]}, "ndcg", "loss", 0.1), TypeError, "table"),
-    ("best_within-maximise-int", lambda t: tuning.best_within(TABLE, 1, "loss", 0.1), TypeError, "maximise"),
-    ("best_within-budget_column-none", lambda t: tuning.best_within(TABLE, "ndcg", None, 0.1), TypeError,
+    ("best_within-table-dict", lambda t: selection.best_within({"ndcg": [1]}, "ndcg", "loss", 0.1), TypeError, "table"),
+    ("best_within-maximise-int", lambda t: selection.best_within(TABLE, 1, "loss", 0.1), TypeError, "maximise"),
+    ("best_within-budget_column-none", lambda t: selection.best_within(TABLE, "ndcg", None, 0.1), TypeError,
      "budget_column"),
-    ("best_within-budget-str", lambda t: tuning.best_within(TABLE, "ndcg", "loss", "0.1"), TypeError, "budget"),
-    ("best_within-budget-nan", lambda t: tuning.best_within(TABLE, "ndcg", "loss", float("nan")), ValueError, "budget"),
+    ("best_within-budget-str", lambda t: selection.best_within(TABLE, "ndcg", "loss", "0.1"), TypeError, "budget"),
+    ("best_within-budget-nan", lambda t: selection.best_within(TABLE, "ndcg", "loss", float("nan")), ValueError, "budget"),
     ("best_within-simplest-column-nothing-inside",
-     lambda t: tuning.best_within(TABLE, "ndcg", "loss", -1.0, simplest=[("K", True)]), ValueError, "simplest"),
-    ("best_within-decimals-bool", lambda t: tuning.best_within(TABLE, "ndcg", "loss", 0.1, decimals=True), TypeError,
+     lambda t: selection.best_within(TABLE, "ndcg", "loss", -1.0, simplest=[("K", True)]), ValueError, "simplest"),
+    ("best_within-decimals-bool", lambda t: selection.best_within(TABLE, "ndcg", "loss", 0.1, decimals=True), TypeError,
      "decimals"),
     # noise.Expect
     ("Expect-notebook-int", lambda t: Expect(1), TypeError, "notebook"),
@@ -181,13 +185,13 @@ CASES = [
     ("Expect-choice-name-none", lambda t: Expect("01").choice(None, 1, 1), TypeError, "name"),
     ("Expect-choice-chosen-object", lambda t: Expect("01").choice("c", object(), 1), TypeError, "chosen"),
     ("Expect-choice-expected-nan", lambda t: Expect("01").choice("c", 1, float("nan")), ValueError, "expected"),
-    # utils.set_seed / get_device
-    ("set_seed-str", lambda t: utils.set_seed("1"), TypeError, "seed"),
-    ("set_seed-negative", lambda t: utils.set_seed(-1), ValueError, "seed"),
-    ("get_device-int", lambda t: utils.get_device(0), TypeError, "device"),
-    ("get_device-none", lambda t: utils.get_device(None), TypeError, "device"),
-    ("get_device-tpu", lambda t: utils.get_device("tpu"), ValueError, "device"),
-    ("get_device-bad-index", lambda t: utils.get_device("cpu:x"), ValueError, "device"),
+    # device.set_seed / get_device
+    ("set_seed-str", lambda t: device.set_seed("1"), TypeError, "seed"),
+    ("set_seed-negative", lambda t: device.set_seed(-1), ValueError, "seed"),
+    ("get_device-int", lambda t: device.get_device(0), TypeError, "device"),
+    ("get_device-none", lambda t: device.get_device(None), TypeError, "device"),
+    ("get_device-tpu", lambda t: device.get_device("tpu"), ValueError, "device"),
+    ("get_device-bad-index", lambda t: device.get_device("cpu:x"), ValueError, "device"),
     # runner
     ("parse_param-int", lambda t: runner.parse_param(1), TypeError, "text"),
     ("parse_param-lower", lambda t: runner.parse_param("seed=1"), ValueError, "UPPER_CASE"),
@@ -221,12 +225,12 @@ def test_valid_input_still_answers(tmp_path):
     assert names == ["Action", "Crime"] and m.tolist() == [[1.0, 1.0], [0.0, 0.0]]
     assert list(features.user_features(USERS).zip_region) == ["1", "non-US"]
     assert list(features.context_features(INTER).hour) == [0, 1]
-    assert baselines.popularity_scores(HIST, n_users=np.int64(3)).shape == (3, 3)
+    assert popularity.popularity_scores(HIST, n_users=np.int64(3)).shape == (3, 3)
     key = {"model": "ALS", "grid": (1, 2)}  # a tuple reads back as a list: still a hit
     cache.write_array(tmp_path / "a.npz", key, "scores", np.arange(3))
     assert cache.read_array(tmp_path / "a.npz", key, "scores").tolist() == [0, 1, 2]
     assert cache.key_digest(KEY) == cache.key_digest(dict(reversed(KEY.items())))
-    assert tuning.one_se_rule(TABLE, "ndcg", "se", simplest=[("k", True)]) == 1
-    assert tuning.best_within(TABLE, "loss", "loss", 0.03) == 1
-    assert utils.get_device("cpu:0").type == "cpu"
+    assert selection.one_se_rule(TABLE, "ndcg", "se", simplest=[("k", True)]) == 1
+    assert selection.best_within(TABLE, "loss", "loss", 0.03) == 1
+    assert device.get_device("cpu:0").type == "cpu"
     assert runner.inject_parameters(nb(), {"SEED": 2}) == {"SEED": 2}

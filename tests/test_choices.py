@@ -1,4 +1,4 @@
-"""recsuite.choices: a lesson's choice, stored per protocol and seed, read or recomputed by later lessons."""
+"""recsuite.course.choices: a lesson's choice, stored per protocol and seed, read or recomputed by later lessons."""
 
 import json
 import multiprocessing as mp
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import choices
-from recsuite.split import make_protocol
+from recsuite.course import choices
+from recsuite.data.split import make_protocol
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_bad_input(proto):
         choices.save("Bad Name", 1, proto, 0, notebook="t")
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         choices.load("cf.als", proto, -1)
-    with pytest.raises(TypeError, match="protocol must be a recsuite.split.Protocol"):
+    with pytest.raises(TypeError, match="protocol must be a recsuite.data.split.Protocol"):
         choices.path("cf.als", object(), 0)
     with pytest.raises(TypeError, match="JSON data"):
         choices.save("cf.als", {"f": object()}, proto, 0, notebook="t")
@@ -93,3 +93,35 @@ def test_bad_input(proto):
         choices.path("cf.als\n", proto, 0)
     with pytest.raises(TypeError, match="notebook must name"):
         choices.save("cf.als", 1, proto, 0, notebook="")
+
+
+def test_keys_that_become_one_json_key_are_refused(proto):
+    with pytest.raises(ValueError, match=r"value has keys 1 and '1', which both become the JSON key '1'"):
+        choices.save("cf.als", {1: "a", "1": "b"}, proto, 0, notebook="t")
+    with pytest.raises(ValueError, match=r"value\['w'\] has keys"):
+        choices.as_json({"w": {np.int64(2): 0.1, "2": 0.2}})
+    with pytest.raises(TypeError, match=r"value keys must be str or int.*tuple"):
+        choices.as_json({(1, 2): 0.5})
+    with pytest.raises(ValueError, match=r"compute\(\)\['w'\] must hold finite numbers"):
+        choices.load("fusion.nan", proto, 0, compute=lambda: {"w": float("nan")})
+    assert choices.as_json({1: [np.float32(0.5)], "b": (True,)}) == {"1": [0.5], "b": [True]}
+
+
+def test_a_choice_made_for_another_protocol_is_not_read_back(proto):
+    inter = pd.concat([proto.train, proto.valid, proto.test, proto.cold_test])[["user_id", "item_id", "rating",
+                                                                                 "timestamp"]]
+    other = make_protocol(inter, cold_frac=0.1, seed=3)
+    made = choices.save("cf.ease", {"reg_weight": 100.0}, proto, 0, notebook="03")
+    target = choices.path("cf.ease", other, 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(made.read_text())  # e.g. a folder copied by hand
+    with pytest.raises(FileNotFoundError, match=f"made for protocol '{choices.protocol_key(proto)}'"):
+        choices.load("cf.ease", other, 0)
+    assert choices.load("cf.ease", other, 0, compute=lambda: {"reg_weight": 7.0}) == {"reg_weight": 7.0}
+    assert json.loads(target.read_text())["protocol"] == choices.protocol_key(other)
+    assert choices.load("cf.ease", proto, 0) == {"reg_weight": 100.0}
+
+
+def test_root_must_name_a_folder(proto):
+    with pytest.raises(TypeError, match="root must be None or a folder"):
+        choices.path("cf.als", proto, 0, root="")

@@ -1,4 +1,4 @@
-"""recsuite.compat: each RecBole 1.2.1 workaround is needed on this stack, and works."""
+"""recsuite.models.recbole_compat: each RecBole 1.2.1 workaround is needed on this stack, and works."""
 
 import os
 import pickle
@@ -9,12 +9,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsuite import compat
+from recsuite.models import recbole_compat
 
 
 @pytest.fixture(scope="module", autouse=True)
 def patched():
-    compat.patch_recbole()
+    recbole_compat.patch_recbole()
 
 
 def make_config(tmp_path, **extra):
@@ -27,15 +27,15 @@ def test_patch_is_idempotent():
     import recbole.model.general_recommender.lightgcn as lightgcn
     import recbole.trainer.trainer as trainer
 
-    before = (lightgcn.LightGCN.get_norm_adj_mat, trainer.torch, trainer.get_tensorboard, dict(compat.ORIGINALS))
-    compat.patch_recbole()
-    compat.patch_recbole()
-    after = (lightgcn.LightGCN.get_norm_adj_mat, trainer.torch, trainer.get_tensorboard, dict(compat.ORIGINALS))
+    before = (lightgcn.LightGCN.get_norm_adj_mat, trainer.torch, trainer.get_tensorboard, dict(recbole_compat.ORIGINALS))
+    recbole_compat.patch_recbole()
+    recbole_compat.patch_recbole()
+    after = (lightgcn.LightGCN.get_norm_adj_mat, trainer.torch, trainer.get_tensorboard, dict(recbole_compat.ORIGINALS))
     assert before == after
-    assert compat.is_patched()
-    assert lightgcn.LightGCN.get_norm_adj_mat is compat._get_norm_adj_mat
+    assert recbole_compat.is_patched()
+    assert lightgcn.LightGCN.get_norm_adj_mat is recbole_compat._get_norm_adj_mat
     # the originals kept are RecBole's, not an earlier wrapper of ours
-    assert compat.ORIGINALS["recbole.trainer.trainer.torch"] is torch
+    assert recbole_compat.ORIGINALS["recbole.trainer.trainer.torch"] is torch
 
 
 def test_quick_start_and_ray_are_not_imported():
@@ -58,7 +58,7 @@ def stand_in(r):
 
 def test_original_norm_adj_mat_is_broken_on_this_scipy():
     with pytest.raises(AttributeError, match="_update"):
-        compat.ORIGINALS["LightGCN.get_norm_adj_mat"](stand_in(np.ones((1, 2))))
+        recbole_compat.ORIGINALS["LightGCN.get_norm_adj_mat"](stand_in(np.ones((1, 2))))
 
 
 def test_norm_adj_matches_hand_built_three_node_graph():
@@ -92,7 +92,7 @@ def test_norm_adj_equals_recbole_original_bit_for_bit():
     coo = sp.coo_matrix(r)
     # a duplicated interaction counts once, as in RecBole's dict-based construction
     dup = sp.coo_matrix((np.r_[coo.data, 1.0], (np.r_[coo.row, coo.row[0]], np.r_[coo.col, coo.col[0]])), shape=r.shape)
-    L, diag = compat.norm_adj_matrix(dup, 7, 9)
+    L, diag = recbole_compat.norm_adj_matrix(dup, 7, 9)
     want, want_diag = original_algorithm(r)
     assert np.array_equal(L.toarray(), want)
     assert np.array_equal(diag, want_diag)
@@ -101,7 +101,7 @@ def test_norm_adj_equals_recbole_original_bit_for_bit():
 
 def test_norm_adj_checks_shape():
     with pytest.raises(ValueError, match="expected"):
-        compat.norm_adj_matrix(sp.coo_matrix(np.ones((2, 3))), 3, 2)
+        recbole_compat.norm_adj_matrix(sp.coo_matrix(np.ones((2, 3))), 3, 2)
 
 
 @pytest.mark.parametrize("args, error, match", [
@@ -117,14 +117,14 @@ def test_norm_adj_checks_shape():
 ])
 def test_norm_adj_rejects_bad_input(args, error, match):
     with pytest.raises(error, match=match):
-        compat.norm_adj_matrix(*args)
+        recbole_compat.norm_adj_matrix(*args)
 
 
 def test_norm_adj_counts_every_stored_entry_once_whatever_its_weight():
     weighted = sp.coo_matrix((np.array([5.0, 2.0, 2.0]), (np.array([0, 1, 1]), np.array([1, 0, 0]))), shape=(2, 2))
     binary = sp.coo_matrix((np.ones(2), (np.array([0, 1]), np.array([1, 0]))), shape=(2, 2))
-    np.testing.assert_array_equal(compat.norm_adj_matrix(weighted, 2, 2)[0].toarray(),
-                                  compat.norm_adj_matrix(binary, 2, 2)[0].toarray())
+    np.testing.assert_array_equal(recbole_compat.norm_adj_matrix(weighted, 2, 2)[0].toarray(),
+                                  recbole_compat.norm_adj_matrix(binary, 2, 2)[0].toarray())
 
 
 def test_ncl_keeps_its_degree_vector():
@@ -183,7 +183,7 @@ def test_tensorboard_writer_writes_nothing(tmp_path, monkeypatch):
     writer = trainer.get_tensorboard(None)
     writer.add_scalar("loss", 1.0, 0)
     writer.add_hparams({"lr": 0.1}, {"ndcg": 0.2})
-    assert isinstance(writer, compat.NullSummaryWriter)
+    assert isinstance(writer, recbole_compat.NullSummaryWriter)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -191,10 +191,10 @@ def test_tensorboard_writer_writes_nothing(tmp_path, monkeypatch):
 def test_stack_check_refuses_pandas_3(monkeypatch):
     import pandas as pd
 
-    assert compat.check_stack() == []
+    assert recbole_compat.check_stack() == []
     monkeypatch.setattr(pd, "__version__", "3.0.1")
-    problems = compat.check_stack()
+    problems = recbole_compat.check_stack()
     assert len(problems) == 1 and "pandas 3.0.1" in problems[0]
-    monkeypatch.setattr(compat, "_PATCHED", False)
+    monkeypatch.setattr(recbole_compat, "_PATCHED", False)
     with pytest.raises(RuntimeError, match="pandas<3"):
-        compat.patch_recbole()
+        recbole_compat.patch_recbole()

@@ -1,4 +1,4 @@
-"""recsuite.compress: the three encoder backends (fp32, torch dynamic int8, int8 ONNX), their sizes, the
+"""recsuite.serving.compress: the three encoder backends (fp32, torch dynamic int8, int8 ONNX), their sizes, the
 checksum of the ONNX file and the per-row cosine. Real models on eight short sentences, no mocks."""
 
 import shutil
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from recsuite import compress as C
-from recsuite import encoders as E
+from recsuite.models import encoders as E
+from recsuite.serving import compress as C
 
 SENTENCES = [
     "Toy Story (1995). Genres: Animation, Children's, Comedy",

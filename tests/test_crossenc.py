@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsuite import crossenc
+from recsuite.models import crossenc
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_bce_training_lowers_the_loss_and_keeps_the_global_generator():
     model = crossenc.CrossEncoder(max_length=32, seed=0)
     negatives = np.array([[1, 2], [0, 3], [3, 1], [2, 0]])
     state = torch.random.get_rng_state()
-    config = crossenc.CrossTrainConfig(steps=16, batch_size=4, lr=3e-4, head_lr=3e-2, warmup_ratio=0.0, seed=0)
+    config = crossenc.CrossTrainConfig(max_steps=16, batch_size=4, lr=3e-4, head_lr=3e-2, warmup_ratio=0.0, seed=0)
     hist = crossenc.train(model, QUERIES, np.arange(4), negatives, ITEMS, config, progress=False)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert hist["steps"] == 16 and hist["pairs"] == 16 * 4 * 3 and len(hist["loss"]) == 16
@@ -88,7 +88,7 @@ def test_early_stopping_restores_the_best_weights():
         calls.append(1)
         return -float(len(calls))
 
-    config = crossenc.CrossTrainConfig(steps=6, batch_size=2, eval_every=2, patience=2, head_lr=1e-2, seed=0)
+    config = crossenc.CrossTrainConfig(max_steps=6, batch_size=2, eval_every=2, patience=2, head_lr=1e-2, seed=0)
     hist = crossenc.train(model, QUERIES, np.arange(4), np.array([[1], [0], [3], [2]]), ITEMS, config,
                           valid_fn=worse_every_time, progress=False)
     assert hist["best_step"] == 0 and hist["stopped_early"] and hist["steps"] == 4 and hist["valid_step"] == [0, 2, 4]
@@ -98,7 +98,7 @@ def test_early_stopping_restores_the_best_weights():
 def test_bad_input_is_refused_with_the_argument_named(model):
     with pytest.raises(ValueError, match="queries and items must pair up"):
         model.score(QUERIES, ITEMS[:2])
-    with pytest.raises(TypeError, match="model must be a recsuite.crossenc.CrossEncoder"):
+    with pytest.raises(TypeError, match="model must be a recsuite.models.crossenc.CrossEncoder"):
         crossenc.rerank_scores("minilm", QUERIES[:1], np.array([[0]]), ITEMS)
     with pytest.raises(ValueError, match="candidates must have one row per query"):
         crossenc.rerank_scores(model, QUERIES[:1], np.array([[0], [1]]), ITEMS)
@@ -113,7 +113,7 @@ def test_bad_input_is_refused_with_the_argument_named(model):
         crossenc.train(model, QUERIES, np.arange(4), np.zeros((4, 1), dtype=int), ITEMS,
                        crossenc.CrossTrainConfig(batch_size=2, patience=1), progress=False)
     with pytest.raises(ValueError, match="steps"):
-        crossenc.CrossTrainConfig(steps=0)
+        crossenc.CrossTrainConfig(max_steps=0)
     with pytest.raises(ValueError, match="max_length must be <="):
         crossenc.CrossEncoder(max_length=100_000)
     with pytest.raises(ValueError, match="not an existing directory"):

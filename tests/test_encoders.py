@@ -1,11 +1,12 @@
-"""recsuite.encoders: model identity, the process cache, device, the one precision rule, pooling, encode loop."""
+"""recsuite.models.encoders: model identity, the process cache, device, the one precision rule, pooling, encode loop."""
 
 import numpy as np
 import pytest
 import torch
-
-from recsuite import encoders as E
 from test_semantic import TEXTS, save_tiny_bert
+
+from recsuite.core.device import get_device
+from recsuite.models import encoders as E
 
 
 @pytest.fixture()
@@ -69,8 +70,8 @@ def test_quiet_transformers_restores_verbosity():
         (lambda t: E.model_identity("./no-such-dir"), ValueError),
         (lambda t: E.load_encoder(None), TypeError),
         (lambda t: E.load_encoder(t, device=0), TypeError),
-        (lambda t: E.resolve_device("tpu"), ValueError),
-        (lambda t: E.resolve_device(1), TypeError),
+        (lambda t: get_device("tpu"), ValueError),
+        (lambda t: get_device(1), TypeError),
         (lambda t: E.precision(None), TypeError),
         (lambda t: E.autocast("gpu"), ValueError),
         (lambda t: E.cached_model(["unhashable"], lambda: 1), TypeError),

@@ -1,4 +1,4 @@
-"""recsuite.fusion: normalisation, blending, RRF, blend search, the fused scores (and the leakage check).
+"""recsuite.combine.fusion: normalisation, blending, RRF, blend search, the fused scores (and the leakage check).
 
 Every expected value below is worked out by hand on matrices small enough to check on paper.
 """
@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import fusion as F
-from recsuite import artifacts as ART
-from recsuite import metrics as M
+from recsuite.combine import fusion as F
+from recsuite.course import artifacts as ART
+from recsuite.evaluation import metrics as M
 
 
 # -- normalize_scores ---------------------------------------------------------------------------------
 def test_zscore_by_hand_ignores_masked_items(csr):
     s = np.array([[1.0, 2.0, 3.0, 100.0]])
-    got = F.normalize_scores(s, "zscore", exclude=csr([[3]], 4))
+    got = F.normalize_scores(s, "zscore", seen=csr([[3]], 4))
     sd = math.sqrt(2 / 3)  # population std of 1, 2, 3
     np.testing.assert_allclose(got[0, :3], [-1 / sd, 0.0, 1 / sd], rtol=1e-6)
     # the masked item sits 1 below the lowest rankable value, finite, and ranks last
@@ -26,10 +26,10 @@ def test_zscore_by_hand_ignores_masked_items(csr):
     np.testing.assert_allclose(got[0, :3], F.normalize_scores(s[:, :3], "zscore")[0], rtol=1e-6)
 
 
-def test_minmax_by_hand_with_allowed_mask():
+def test_minmax_by_hand_with_catalogue():
     s = np.array([[-5.0, 2.0, 4.0, 10.0], [0.0, 1.0, 2.0, 3.0]])
-    allowed = np.array([False, True, True, True])
-    got = F.normalize_scores(s, "minmax", allowed=allowed)
+    catalogue = np.array([False, True, True, True])
+    got = F.normalize_scores(s, "minmax", catalogue=catalogue)
     np.testing.assert_allclose(got[:, 1:], [[0.0, 0.25, 1.0], [0.0, 0.5, 1.0]], rtol=1e-6)
     np.testing.assert_allclose(got[:, 0], [-1.0, -1.0])  # below the lowest allowed value, 0
 
@@ -42,7 +42,7 @@ def test_rank_by_hand_ties_averaged():
 
 def test_rank_counts_only_rankable_items(csr):
     s = np.array([[3.0, 1.0, 9.0, 2.0]])
-    got = F.normalize_scores(s, "rank", exclude=csr([[2]], 4))
+    got = F.normalize_scores(s, "rank", seen=csr([[2]], 4))
     np.testing.assert_allclose(got[0, [0, 3, 1]], [1.0, 0.5, 0.0])
     assert got[0, 2] == pytest.approx(-1.0)
 
@@ -52,7 +52,7 @@ def test_rows_without_spread_are_neutral_not_nan(method, neutral, csr):
     s = np.array([[0.1, 0.1, 0.1, 0.1], [7.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]])
     # row 1: a single rankable item; row 2: nothing rankable at all
     ex = csr([[], [1, 2, 3], [0, 1, 2, 3]], 4)
-    got = F.normalize_scores(s, method, exclude=ex)
+    got = F.normalize_scores(s, method, seen=ex)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got[0], neutral)
     assert got[1, 0] == pytest.approx(neutral)
@@ -75,10 +75,10 @@ def test_normalize_errors_name_the_argument(csr):
         F.normalize_scores(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="scores must be a non-empty 2-D"):
         F.normalize_scores(np.ones(3))
-    with pytest.raises(ValueError, match="allowed must be a boolean mask of shape \\(3,\\)"):
-        F.normalize_scores(s, allowed=np.array([1, 0, 1]))
-    with pytest.raises(ValueError, match="exclude must be a scipy.sparse matrix of shape \\(2, 3\\)"):
-        F.normalize_scores(s, exclude=csr([[0]], 3))
+    with pytest.raises(ValueError, match="catalogue must be a boolean mask of shape \\(3,\\)"):
+        F.normalize_scores(s, catalogue=np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match="seen must be a scipy.sparse matrix of shape \\(2, 3\\)"):
+        F.normalize_scores(s, seen=csr([[0]], 3))
 
 
 # -- blend --------------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_blend_normalisation_matters():
 
 def test_blend_masks_seen_items_below_everything(csr):
     ex = csr([[0], []], 4)
-    y = F.blend([A, B], [1.0, -1.0], exclude=ex)  # a negative weight must not lift a masked item
+    y = F.blend([A, B], [1.0, -1.0], seen=ex)  # a negative weight must not lift a masked item
     assert y[0, 0] < y[0, 1:].min()
 
 
@@ -143,7 +143,7 @@ def test_rrf_by_hand_two_sources_three_items():
 def test_rrf_ranks_within_rankable_items_and_averages_ties(csr):
     s1 = np.array([[3.0, 2.0, 1.0]])
     s2 = np.array([[5.0, 5.0, 0.0]])
-    got = F.reciprocal_rank_fusion({"a": s1, "b": s2}, rank_offset=0, exclude=csr([[0]], 3))
+    got = F.reciprocal_rank_fusion({"a": s1, "b": s2}, rank_offset=0, seen=csr([[0]], 3))
     # without item 0: s1 ranks items 1, 2 as 1, 2; s2 ranks them 1, 2
     np.testing.assert_allclose(got[0, 1:], [1 / 1 + 1 / 1, 1 / 2 + 1 / 2])
     assert got[0, 0] < got[0, 1:].min()
@@ -199,7 +199,7 @@ def test_grid_search_errors():
 
 # -- leakage ------------------------------------------------------------------------------------------
 def test_assert_no_future():
-    from recsuite import split as S
+    from recsuite.data import split as S
 
     seen = pd.DataFrame({"user_idx": [0, 0, 1], "item_idx": [1, 2, 1], "timestamp": [10, 20, 5]})
     future = pd.DataFrame({"user_idx": [0, 1], "item_idx": [3, 2], "timestamp": [20, 6]})
@@ -224,7 +224,7 @@ def test_assert_no_future():
      pd.DataFrame({"user_idx": [0], "item_idx": [2], "timestamp": [1.0]}), "timestamp", ValueError),
 ])
 def test_assert_no_future_bad_input(seen, future, time_col, exc):
-    from recsuite import split as S
+    from recsuite.data import split as S
 
     with pytest.raises(exc):
         S.assert_no_future(seen, future, time_col=time_col)
@@ -233,7 +233,7 @@ def test_assert_no_future_bad_input(seen, future, time_col, exc):
 # -- fused_scores: cache-or-compute -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_protocol():
-    from recsuite.split import make_protocol
+    from recsuite.data.split import make_protocol
 
     rng = np.random.default_rng(0)
     rows = [(u, i, 1_000 * u + t) for u in range(24) for t, i in enumerate(rng.choice(30, size=12, replace=False))]
@@ -249,7 +249,7 @@ def tiny_vectors(tiny_protocol):
 @pytest.fixture(autouse=True)
 def content_choice(request):
     """Notebook 02's choice for the tiny protocols (tuning it would encode MovieLens titles)."""
-    from recsuite import choices
+    from recsuite.course import choices
 
     if "tiny_protocol" in request.fixturenames:
         proto = request.getfixturevalue("tiny_protocol")
@@ -272,7 +272,7 @@ def test_tune_blend_takes_the_smallest_gamma_within_one_se(tiny_protocol, tiny_v
 
 
 def test_fused_scores_is_the_tuned_blend_of_cf_and_content(tiny_protocol, tiny_vectors, tmp_path):
-    from recsuite import semantic
+    from recsuite.models import semantic
 
     proto = tiny_protocol
     chosen = ART.blend_setting(proto, item_vectors=tiny_vectors)  # tuned on valid when missing, then read back
@@ -284,8 +284,8 @@ def test_fused_scores_is_the_tuned_blend_of_cf_and_content(tiny_protocol, tiny_v
         want = F.blend(
             {"cf": ART.cf_scores(ART.best_fast_model(proto), es, protocol=proto, cache=False),
              "sem": semantic.content_scores(h, tiny_vectors, center=True)},
-            chosen["weights"], method=chosen["method"], allowed=proto.allowed_mask(es),
-            exclude=None if es == "cold_test" else h,
+            chosen["weights"], method=chosen["method"], catalogue=proto.catalogue(es),
+            seen=None if es == "cold_test" else h,
         )
         np.testing.assert_array_equal(got, want)
         # with or without the protocol's masks, the same lists
@@ -339,7 +339,7 @@ def test_fused_scores_cache_key_and_errors(tiny_protocol, tiny_vectors, tmp_path
         ART.fused_scores("test", method="softmax", item_vectors=tiny_vectors, **kw)
     with pytest.raises(ValueError, match="item_vectors must have one row per item"):
         ART.fused_scores("test", item_vectors=np.vstack([tiny_vectors, tiny_vectors]), **kw)
-    with pytest.raises(TypeError, match="protocol must be a recsuite.split.Protocol"):
+    with pytest.raises(TypeError, match="protocol must be a recsuite.data.split.Protocol"):
         ART.fused_scores("test", protocol=object(), item_vectors=tiny_vectors, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="cache must be True or False"):
         ART.fused_scores("test", item_vectors=tiny_vectors, cache="yes", **kw)

@@ -1,10 +1,10 @@
-"""recsuite.lists: example users by a rule on the split, recent history, side-by-side lists with hits marked."""
+"""recsuite.data.lists: example users by a rule on the split, recent history, side-by-side lists with hits marked."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import lists as L
-from recsuite import split as S
+from recsuite.data import lists as L
+from recsuite.data import split as S
 
 
 def protocol():
@@ -80,3 +80,39 @@ def test_side_by_side_marks_hits_and_padding():
         L.side_by_side({"a": np.array([0.0, 1.0])}, titles)
     with pytest.raises(TypeError, match="non-empty mapping"):
         L.side_by_side([np.array([0])], titles)
+
+
+def test_side_by_side_refuses_a_list_that_repeats_an_item():
+    titles = np.array(["A", "B", "C", "D"], dtype=object)
+    with pytest.raises(ValueError, match=r"lists\['als'\] must hold each item once, got item 0 2 times"):
+        L.side_by_side({"pop": np.array([1, 2, 3]), "als": np.array([0, 1, 0])}, titles)
+    table = L.side_by_side({"als": np.array([0, -1, -1])}, titles)  # repeated padding is fine
+    assert table["als"].tolist() == ["A", "", ""]
+
+
+def test_a_missing_title_is_never_shown_as_nan():
+    proto = protocol()
+    frame = titles_frame(proto)
+    first, second = proto.index.item_ids[:2]
+    frame.loc[frame.item_id == first, "title"] = np.nan
+    frame.loc[frame.item_id == second, "title"] = None
+    titles = L.item_titles(frame, proto.index)
+    assert titles[:2].tolist() == [f"(untitled item {first})", f"(untitled item {second})"]
+    assert "nan" not in " ".join(titles.tolist()).lower()
+    raw = np.array(["A", np.nan, "C"], dtype=object)
+    with pytest.raises(ValueError, match=r"titles has no title \(NaN or None\) at item index \[1\]"):
+        L.side_by_side({"a": np.array([0, 1])}, raw)
+    user = int(L.example_users(proto)[0])
+    with pytest.raises(ValueError, match="titles has no title"):
+        L.recent_history(proto, user, np.where(np.arange(proto.n_items) == 0, None, titles))
+
+
+def test_item_titles_refuses_two_titles_for_one_item_and_ids_of_another_kind():
+    proto = protocol()
+    frame = titles_frame(proto)
+    clash = pd.concat([frame, pd.DataFrame({"item_id": [frame.item_id.iloc[0]], "title": ["Another"]})])
+    with pytest.raises(ValueError, match=f"got several for item_id \\[{frame.item_id.iloc[0]}\\]"):
+        L.item_titles(clash, proto.index)
+    assert L.item_titles(pd.concat([frame, frame]), proto.index).tolist() == L.item_titles(frame, proto.index).tolist()
+    with pytest.raises(TypeError, match=r"items\['item_id'\] must hold integer ids like index.item_ids"):
+        L.item_titles(frame.assign(item_id=frame.item_id.astype(str)), proto.index)

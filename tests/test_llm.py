@@ -1,13 +1,12 @@
-"""recsuite.llm: template profile texts by hand, and the Hugging Face generator's plumbing and cache."""
+"""recsuite.models.profiles: template profile texts by hand, and the Hugging Face generator's plumbing and cache."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from recsuite import llm
+from recsuite.models import causal_lm, profiles
 
 USER = {"user_id": 7, "age": 24, "gender": "M", "occupation": "technician"}
 
@@ -43,36 +42,36 @@ def history_frame():
 def test_profile_text_by_hand():
     # Genre counts: Sci-Fi 3, Thriller 3, Crime 2, Drama 2, ... -> the tie is broken alphabetically.
     # Median year of (1997, 1996, 1979, 1995) = 1995.5 -> the 1990s. Newest first: 400, 300, 200.
-    text = llm.profile_text(USER, history_frame(), max_recent=3)
+    text = profiles.profile_text(USER, history_frame(), max_recent=3)
     assert text == (
         "A 24-year-old technician who has watched 5 films, mostly sci-fi and thrillers from the 1990s; "
         "recently watched The Usual Suspects (1995); Contact (1997); Fargo (1996)."
     )
-    five = llm.profile_text(USER, history_frame(), max_recent=5, top_genres=3)
+    five = profiles.profile_text(USER, history_frame(), max_recent=5, top_genres=3)
     assert "mostly sci-fi, thrillers and crime" in five
     assert five.endswith("Fargo (1996); Alien (1979); Mystery Film.")  # no year: no "()"
 
 
 def test_profile_text_articles_and_missing_fields():
     hist = history_frame()
-    assert llm.profile_text({"age": 18, "occupation": "engineer"}, hist).startswith("An 18-year-old engineer who")
-    assert llm.profile_text({"age": 8, "occupation": "student"}, hist).startswith("An 8-year-old student who")
-    assert llm.profile_text({"age": np.nan, "occupation": "engineer"}, hist).startswith("An engineer who")
-    assert llm.profile_text({"age": 30, "occupation": "other"}, hist).startswith("A 30-year-old person who")
-    assert llm.profile_text(USER, hist.iloc[:0]) == "A 24-year-old technician who has not watched any films yet."
-    one = llm.profile_text(USER, hist.iloc[[4]])
+    assert profiles.profile_text({"age": 18, "occupation": "engineer"}, hist).startswith("An 18-year-old engineer who")
+    assert profiles.profile_text({"age": 8, "occupation": "student"}, hist).startswith("An 8-year-old student who")
+    assert profiles.profile_text({"age": np.nan, "occupation": "engineer"}, hist).startswith("An engineer who")
+    assert profiles.profile_text({"age": 30, "occupation": "other"}, hist).startswith("A 30-year-old person who")
+    assert profiles.profile_text(USER, hist.iloc[:0]) == "A 24-year-old technician who has not watched any films yet."
+    one = profiles.profile_text(USER, hist.iloc[[4]])
     assert one == "A 24-year-old technician who has watched 1 film, mostly sci-fi; recently watched Mystery Film."
 
 
 def test_profile_text_custom_template_and_errors():
-    text = llm.profile_text(USER, history_frame(), template="{gender} | {occupation} | {top_genres_raw}")
+    text = profiles.profile_text(USER, history_frame(), template="{gender} | {occupation} | {top_genres_raw}")
     assert text == "man | technician | Sci-Fi, Thriller"
     with pytest.raises(TypeError, match="user_row"):
-        llm.profile_text([24, "technician"], history_frame())
+        profiles.profile_text([24, "technician"], history_frame())
     with pytest.raises(ValueError, match="max_recent"):
-        llm.profile_text(USER, history_frame(), max_recent=0)
+        profiles.profile_text(USER, history_frame(), max_recent=0)
     with pytest.raises(ValueError, match="items_df must have columns"):
-        llm.profile_text(USER, history_frame().drop(columns="genres"))
+        profiles.profile_text(USER, history_frame().drop(columns="genres"))
 
 
 def test_profile_texts_matches_profile_text_per_user():
@@ -92,9 +91,9 @@ def test_profile_texts_matches_profile_text_per_user():
             pd.DataFrame({"user_id": [9, 9], "item_id": [6, 2], "timestamp": [10, 20]}),
         ]
     )
-    out = llm.profile_texts(users, inter, items, max_recent=3)
+    out = profiles.profile_texts(users, inter, items, max_recent=3)
     assert list(out.index) == [9, 7, 3] and out.name == "profile"
-    assert out[7] == llm.profile_text(USER, h, max_recent=3)
+    assert out[7] == profiles.profile_text(USER, h, max_recent=3)
     assert out[9] == (
         "A 40-year-old writer who has watched 2 films, mostly animation and comedies from the 1990s; "
         "recently watched Fargo (1996); Toy Story (1995)."
@@ -106,15 +105,15 @@ def test_profile_texts_rejects_bad_input():
     items, users = items_frame(), pd.DataFrame({"user_id": [1], "age": [30], "occupation": ["artist"]})
     inter = pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [0]})
     with pytest.raises(ValueError, match="backend"):
-        llm.profile_texts(users, inter, items, backend="gpt")
+        profiles.profile_texts(users, inter, items, backend="gpt")
     with pytest.raises(ValueError, match="generator"):
-        llm.profile_texts(users, inter, items, backend="hf")
+        profiles.profile_texts(users, inter, items, backend="hf")
     with pytest.raises(ValueError, match="interactions_df"):
-        llm.profile_texts(users, inter.drop(columns="timestamp"), items)
+        profiles.profile_texts(users, inter.drop(columns="timestamp"), items)
     with pytest.raises(ValueError, match="item_ids missing from items_df"):
-        llm.profile_texts(users, inter.assign(item_id=99), items)
+        profiles.profile_texts(users, inter.assign(item_id=99), items)
     with pytest.raises(ValueError, match="users_df"):
-        llm.profile_texts(pd.concat([users, users]), inter, items)
+        profiles.profile_texts(pd.concat([users, users]), inter, items)
 
 
 # --------------------------------------------------------------------------------------------- HF backend
@@ -131,20 +130,20 @@ PROMPTS = ["Profile: a viewer who", "Films watched, newest first:\n- Fargo (1996
 def test_hf_generator_plumbing(tiny_lm):
     """Plumbing only: a random 1-layer model writes gibberish; what is checked is loading, batching with left
     padding, greedy (deterministic) decoding, the token budget and long-prompt truncation."""
-    gen = llm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=3)
+    gen = causal_lm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=3)
     out = gen.generate(PROMPTS, progress=False)
     assert len(out) == 3 and all(isinstance(t, str) for t in out)
     assert all(len(t) <= 12 for t in out)  # one character per token in this tokenizer
     assert any(out)
-    again = llm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=1)
+    again = causal_lm.HFGenerator(tiny_lm, max_new_tokens=12, device="cpu", cache=False, batch_size=1)
     assert again.generate(PROMPTS, progress=False) == out  # greedy, and padding does not change the result
     assert gen.stats == {"generated": 3, "cached": 0}
-    assert "{history}" in llm.PROMPT_TEMPLATE and gen.prompt_template == llm.PROMPT_TEMPLATE
+    assert "{history}" in profiles.PROMPT_TEMPLATE and gen.prompt_template == profiles.PROMPT_TEMPLATE
 
 
 def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path, tiny_lm_builder):
     """Plumbing only (random tiny model): texts are cached with their prompt, model and settings."""
-    first = llm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
+    first = causal_lm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
     texts = first.generate(PROMPTS[:2], progress=False)
     path = first.cache_path()
     stored = json.loads(path.read_text())
@@ -152,7 +151,7 @@ def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path, tiny_lm
     assert sorted(e["prompt"] for e in stored["entries"].values()) == sorted(PROMPTS[:2])
     assert not list(tmp_path.glob("*.tmp"))
 
-    second = llm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
+    second = causal_lm.HFGenerator(tiny_lm, max_new_tokens=8, device="cpu", cache_dir=tmp_path)
     calls = []
     handle = second.model.register_forward_hook(lambda *args: calls.append(1))
     try:
@@ -164,18 +163,18 @@ def test_hf_generator_cache_hit_miss_and_invalidation(tiny_lm, tmp_path, tiny_lm
         handle.remove()
     assert len(json.loads(path.read_text())["entries"]) == 3
 
-    longer = llm.HFGenerator(tiny_lm, max_new_tokens=9, device="cpu", cache_dir=tmp_path)
+    longer = causal_lm.HFGenerator(tiny_lm, max_new_tokens=9, device="cpu", cache_dir=tmp_path)
     assert longer.cache_path() != path  # other generation settings, other cache
     other = tiny_lm_builder(tmp_path / "other-model", seed=1)
-    assert llm.HFGenerator(other, max_new_tokens=8, device="cpu", cache_dir=tmp_path).cache_path() != path
+    assert causal_lm.HFGenerator(other, max_new_tokens=8, device="cpu", cache_dir=tmp_path).cache_path() != path
 
 
 def test_hf_generator_chat_template(tmp_path, tiny_lm_builder):
     """Plumbing only: with a chat template the prompt is sent as a user message."""
     template = "{% for m in messages %}<{{ m['content'] }}>{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
     path = tiny_lm_builder(tmp_path / "chat", seed=0, chat_template=template)
-    chat = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False)
-    plain = llm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False, use_chat_template=False)
+    chat = causal_lm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False)
+    plain = causal_lm.HFGenerator(path, max_new_tokens=6, device="cpu", cache=False, use_chat_template=False)
     assert chat.generate(["hello"], progress=False) == plain.generate(["<hello>A:"], progress=False)
 
 
@@ -185,8 +184,8 @@ def test_profile_texts_hf_backend(tiny_lm, tmp_path):
         {"user_id": [7, 8], "age": [24, 30], "gender": ["M", "F"], "occupation": ["technician", "artist"]}
     )
     inter = history_frame()[["item_id", "timestamp"]].assign(user_id=7)
-    gen = llm.HFGenerator(tiny_lm, max_new_tokens=5, device="cpu", cache_dir=tmp_path)
-    out = llm.profile_texts(users, inter, items_frame(), backend="hf", generator=gen, max_recent=2, progress=False)
+    gen = causal_lm.HFGenerator(tiny_lm, max_new_tokens=5, device="cpu", cache_dir=tmp_path)
+    out = profiles.profile_texts(users, inter, items_frame(), backend="hf", generator=gen, max_recent=2, progress=False)
     assert list(out.index) == [7, 8] and all(isinstance(t, str) for t in out)
     prompts = [e["prompt"] for e in json.loads(gen.cache_path().read_text())["entries"].values()]
     mine = next(p for p in prompts if "24-year-old" in p)
@@ -198,12 +197,12 @@ def test_profile_texts_hf_backend(tiny_lm, tmp_path):
 
 def test_hf_generator_rejects_bad_input(tiny_lm, tmp_path):
     with pytest.raises(ValueError, match="model"):
-        llm.HFGenerator(str(tmp_path / "no-such-model"))
+        causal_lm.HFGenerator(str(tmp_path / "no-such-model"))
     with pytest.raises(ValueError, match="max_new_tokens"):
-        llm.HFGenerator(tiny_lm, max_new_tokens=0)
+        causal_lm.HFGenerator(tiny_lm, max_new_tokens=0)
     with pytest.raises(ValueError, match="prompt_template"):
-        llm.HFGenerator(tiny_lm, prompt_template="no fields")
-    gen = llm.HFGenerator(tiny_lm, device="cpu", cache=False)
+        causal_lm.HFGenerator(tiny_lm, prompt_template="no fields")
+    gen = causal_lm.HFGenerator(tiny_lm, device="cpu", cache=False)
     with pytest.raises(ValueError, match="prompts"):
         gen.generate([])
     with pytest.raises(TypeError, match="prompts"):
@@ -223,26 +222,26 @@ def _frames():
 @pytest.mark.parametrize(
     "call, error",
     [
-        (lambda u, i, h: llm.profile_text(USER, "frame"), TypeError),
-        (lambda u, i, h: llm.profile_text(USER, h, top_genres=1.0), TypeError),
-        (lambda u, i, h: llm.profile_text(USER, h, template="{plot}"), ValueError),
-        (lambda u, i, h: llm.profile_text(USER, h, template=3), TypeError),
-        (lambda u, i, h: llm.profile_texts(u, i, h, backend="HF"), ValueError),
-        (lambda u, i, h: llm.profile_texts(u, i, h, generator=object()), ValueError),
-        (lambda u, i, h: llm.profile_texts(u, i, h, backend="hf", generator="gpt2"), TypeError),
-        (lambda u, i, h: llm.profile_texts(u, i, h, progress="no"), TypeError),
-        (lambda u, i, h: llm.profile_texts(u, i, h, empty_template="{nobody}"), ValueError),
-        (lambda u, i, h: llm.profile_texts(u, i.assign(user_id=[None] * len(i)), h), ValueError),
-        (lambda u, i, h: llm.profile_texts(u.to_dict(), i, h), TypeError),
-        (lambda u, i, h: llm.user_vectors("train"), ValueError),
-        (lambda u, i, h: llm.user_vectors("valid", kind="llm"), ValueError),
-        (lambda u, i, h: llm.user_vectors("valid", center="yes"), TypeError),
-        (lambda u, i, h: llm.user_vectors("valid", generator=object()), ValueError),
-        (lambda u, i, h: llm.user_vectors("valid", "text-profile", generator=object()), TypeError),
-        (lambda u, i, h: llm.HFGenerator(42), TypeError),
-        (lambda u, i, h: llm.user_vectors("valid", protocol="protocol"), TypeError),
-        (lambda u, i, h: llm.profile_texts(u.assign(age=[2.5]), i, h), ValueError),
-        (lambda u, i, h: llm.profile_texts(u, i.assign(timestamp=np.nan), h), ValueError),
+        (lambda u, i, h: profiles.profile_text(USER, "frame"), TypeError),
+        (lambda u, i, h: profiles.profile_text(USER, h, top_genres=1.0), TypeError),
+        (lambda u, i, h: profiles.profile_text(USER, h, template="{plot}"), ValueError),
+        (lambda u, i, h: profiles.profile_text(USER, h, template=3), TypeError),
+        (lambda u, i, h: profiles.profile_texts(u, i, h, backend="HF"), ValueError),
+        (lambda u, i, h: profiles.profile_texts(u, i, h, generator=object()), ValueError),
+        (lambda u, i, h: profiles.profile_texts(u, i, h, backend="hf", generator="gpt2"), TypeError),
+        (lambda u, i, h: profiles.profile_texts(u, i, h, progress="no"), TypeError),
+        (lambda u, i, h: profiles.profile_texts(u, i, h, empty_template="{nobody}"), ValueError),
+        (lambda u, i, h: profiles.profile_texts(u, i.assign(user_id=[None] * len(i)), h), ValueError),
+        (lambda u, i, h: profiles.profile_texts(u.to_dict(), i, h), TypeError),
+        (lambda u, i, h: profiles.user_vectors("train"), ValueError),
+        (lambda u, i, h: profiles.user_vectors("valid", kind="llm"), ValueError),
+        (lambda u, i, h: profiles.user_vectors("valid", center="yes"), TypeError),
+        (lambda u, i, h: profiles.user_vectors("valid", generator=object()), ValueError),
+        (lambda u, i, h: profiles.user_vectors("valid", "text-profile", generator=object()), TypeError),
+        (lambda u, i, h: causal_lm.HFGenerator(42), TypeError),
+        (lambda u, i, h: profiles.user_vectors("valid", protocol="protocol"), TypeError),
+        (lambda u, i, h: profiles.profile_texts(u.assign(age=[2.5]), i, h), ValueError),
+        (lambda u, i, h: profiles.profile_texts(u, i.assign(timestamp=np.nan), h), ValueError),
     ],
 )
 def test_bad_input_table(call, error):
@@ -252,12 +251,12 @@ def test_bad_input_table(call, error):
 
 def test_hf_generator_bad_arguments(tiny_lm, tmp_path):
     with pytest.raises(TypeError, match="cache"):
-        llm.HFGenerator(tiny_lm, cache="yes")
+        causal_lm.HFGenerator(tiny_lm, cache="yes")
     with pytest.raises(TypeError, match="cache_dir"):
-        llm.HFGenerator(tiny_lm, cache_dir=3)
+        causal_lm.HFGenerator(tiny_lm, cache_dir=3)
     with pytest.raises(TypeError, match="batch_size"):
-        llm.HFGenerator(tiny_lm, batch_size=2.0)
-    gen = llm.HFGenerator(tiny_lm, device="cpu", cache=False)
+        causal_lm.HFGenerator(tiny_lm, batch_size=2.0)
+    gen = causal_lm.HFGenerator(tiny_lm, device="cpu", cache=False)
     with pytest.raises(TypeError, match="fields"):
         gen.prompt(["a"])
     with pytest.raises(ValueError, match="fields lacks"):
@@ -265,30 +264,30 @@ def test_hf_generator_bad_arguments(tiny_lm, tmp_path):
 
 
 def test_damaged_profile_cache_is_regenerated(tiny_lm, tmp_path):
-    gen = llm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
+    gen = causal_lm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
     first = gen.generate(["Profile:"], progress=False)
     gen.cache_path().write_text('{"settings": 1, "entries": [', encoding="utf-8")
-    again = llm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
+    again = causal_lm.HFGenerator(tiny_lm, device="cpu", max_new_tokens=3, cache_dir=tmp_path)
     assert again.generate(["Profile:"], progress=False) == first and again.stats["generated"] == 1
 
 
 def test_pipe_separated_genres_give_the_same_profile():
     hist = history_frame()
     piped = hist.assign(genres=hist.genres.map("|".join))
-    assert llm.profile_text(USER, piped) == llm.profile_text(USER, hist)
+    assert profiles.profile_text(USER, piped) == profiles.profile_text(USER, hist)
     users, inter, items = _frames()
-    assert llm.profile_texts(users, inter, items.assign(genres=items.genres.map("|".join)), progress=False).equals(
-        llm.profile_texts(users, inter, items, progress=False))
+    assert profiles.profile_texts(users, inter, items.assign(genres=items.genres.map("|".join)), progress=False).equals(
+        profiles.profile_texts(users, inter, items, progress=False))
 
 
 def test_missing_title_is_refused_never_the_word_none():
     hist = history_frame().astype({"title": object})
     hist.loc[0, "title"] = None
     with pytest.raises(ValueError, match="title"):
-        llm.profile_text(USER, hist)
+        profiles.profile_text(USER, hist)
 
 
 @pytest.mark.parametrize("age, error", [(24.5, ValueError), (-3, ValueError), ("old", TypeError)])
 def test_bad_ages_are_refused(age, error):
     with pytest.raises(error, match="age"):
-        llm.profile_text({**USER, "age": age}, history_frame())
+        profiles.profile_text({**USER, "age": age}, history_frame())

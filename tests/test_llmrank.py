@@ -1,10 +1,10 @@
-"""recsuite.llmrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
+"""recsuite.models.profilesrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
 
 import numpy as np
 import pytest
 import torch
 
-from recsuite import encoders, llm, llmrank
+from recsuite.models import causal_lm, encoders, llmrank
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_gguf_file_identity(tmp_path):
 
 
 def test_packaged_lm_is_installed():
-    path = llm.packaged_lm()
+    path = causal_lm.packaged_lm()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50e6
 
 
@@ -187,3 +187,51 @@ def test_named_titles_longest_match():
     assert llmrank.named_titles("the heat of summer", cat) == []  # case-sensitive: a word is not a title
     with pytest.raises(TypeError, match="catalogue_titles"):
         llmrank.named_titles("x", "Heat")
+
+
+# -- empty, blank and missing titles are refused, never scored as films -------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None, np.nan])
+def test_loglik_refuses_an_empty_or_missing_candidate_naming_its_position(tiny, bad):
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    with pytest.raises(ValueError, match=r"candidates\[1\] must hold .* at position\(s\) \[2\]"):
+        scorer.loglik(["a", "b"], [["x", "y", "z"], ["x", "y", bad]], progress=False)
+    with pytest.raises(ValueError, match=r"messages must hold .* at position\(s\) \[0\]"):
+        scorer.loglik([bad, "b"], [["x"], ["y"]], progress=False)
+
+
+def test_zero_shot_refuses_a_blank_or_missing_title_naming_the_item(tiny):
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    cands = np.array([[1, 2], [0, 2]])
+    for titles in (np.array(["A", "B", " "], dtype=object), np.array(["A", None, "C"], dtype=object),
+                   [np.nan, "B", "C"]):
+        with pytest.raises(ValueError, match=r"titles must hold .* at position\(s\) \[\d\]"):
+            llmrank.zero_shot(scorer, [np.array([0]), np.array([1])], cands, titles, m=2, progress=False)
+    with pytest.raises(TypeError, match="histories must be a list"):
+        llmrank.zero_shot(scorer, 3, cands, ["A", "B", "C"], m=2)
+
+
+def test_prompts_refuse_blank_titles_and_an_empty_history():
+    with pytest.raises(ValueError, match=r"titles must hold non-empty titles, got an empty or blank str at "
+                                         r"position\(s\) \[1\]"):
+        llmrank.history_message(["Alien (1979)", "  "])
+    with pytest.raises(ValueError, match="titles must hold at least one str"):
+        llmrank.history_message([])
+    with pytest.raises(ValueError, match=r"candidates must hold non-empty titles.*\[0, 2\]"):
+        llmrank.listwise_message(["Alien (1979)"], ["", "Heat (1995)", "\t"])
+    with pytest.raises(ValueError, match=r"reasons must hold non-empty titles.*\[0\]"):
+        llmrank.explanation_message([""], "Heat (1995)")
+
+
+def test_faithfulness_refuses_blank_catalogue_titles():
+    # a blank catalogue title is an empty pattern, which matches between any two non-word characters
+    with pytest.raises(ValueError, match=r"catalogue_titles must hold non-empty titles.*\[1\]"):
+        llmrank.named_titles("Alien , and Heat.", ["Alien (1979)", ""])
+    with pytest.raises(ValueError, match=r"catalogue_titles must hold .*missing.*\[0\]"):
+        llmrank.check_explanation("You may like Heat.", ["Alien (1979)"], "Heat (1995)", [np.nan, "Heat (1995)"])
+
+
+def test_order_by_names_non_numeric_scores():
+    with pytest.raises(TypeError, match="scores must be a numeric"):
+        llmrank.order_by([[1, 2]], [["a", "b"]])

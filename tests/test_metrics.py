@@ -1,4 +1,4 @@
-"""Hand-computed checks of recsuite.metrics (k small enough to verify on paper)."""
+"""Hand-computed checks of recsuite.evaluation.metrics (k small enough to verify on paper)."""
 
 import math
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsuite import metrics as M
+from recsuite.evaluation import bootstrap
+from recsuite.evaluation import metrics as M
 
 
 def csr(rows, n_items):
@@ -64,7 +65,7 @@ def test_no_relevant_users_at_all_gives_zero():
 
 
 def test_evaluate_row_matches_single_metrics_and_beyond():
-    row = M.evaluate(TOPK, TRUTH, k=3, catalog=5, item_popularity=np.array([4, 0, 1, 1, 2]))
+    row = M.evaluate(TOPK, TRUTH, k=3, catalogue=np.ones(5, bool), item_popularity=np.array([4, 0, 1, 1, 2]))
     assert row["ndcg@3"] == pytest.approx(M.ndcg_at_k(TOPK, TRUTH, 3))
     assert row["map@3"] == pytest.approx(M.map_at_k(TOPK, TRUTH, 3))
     assert row["users"] == 2
@@ -73,10 +74,10 @@ def test_evaluate_row_matches_single_metrics_and_beyond():
 
 
 def test_evaluate_catalog_restricts_coverage_and_rejects_outside_items():
-    row = M.evaluate(np.array([[2, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalog=np.array([2, 3, 4]))
+    row = M.evaluate(np.array([[2, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalogue=np.isin(np.arange(5), [2, 3, 4]))
     assert row["coverage@2"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="outside catalog"):
-        M.evaluate(np.array([[0, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalog=np.array([2, 3, 4]))
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        M.evaluate(np.array([[0, 3], [3, 4]]), csr([[2], [4]], 5), k=2, catalogue=np.isin(np.arange(5), [2, 3, 4]))
 
 
 def test_coverage_gini_hand_computed():
@@ -107,10 +108,10 @@ def test_topk_from_scores_orders_masks_and_breaks_ties_by_index():
     top = M.topk_from_scores(scores, 3)
     assert top.dtype == np.int64
     np.testing.assert_array_equal(top, [[1, 3, 2], [0, 1, 2]])
-    exclude = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0]]))
-    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, exclude=exclude), [[3, 2], [1, 2]])
-    allowed = np.array([True, False, True, True])
-    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, allowed=allowed), [[3, 2], [0, 2]])
+    seen = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 0, 0]]))
+    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, seen=seen), [[3, 2], [1, 2]])
+    catalogue = np.array([True, False, True, True])
+    np.testing.assert_array_equal(M.topk_from_scores(scores, 2, catalogue=catalogue), [[3, 2], [0, 2]])
 
 
 def test_topk_from_scores_matches_a_full_stable_sort_on_random_ties():
@@ -148,10 +149,10 @@ def test_topk_from_scores_rejects_nan_inf_and_bad_masks():
         M.topk_from_scores(np.array([[0.0, np.inf]]), 1)
     with pytest.raises(ValueError, match="k=3 is larger"):
         M.topk_from_scores(np.zeros((2, 2)), 3)
-    with pytest.raises(ValueError, match="exclude"):
-        M.topk_from_scores(np.zeros((2, 2)), 1, exclude=np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="allowed"):
-        M.topk_from_scores(np.zeros((2, 2)), 1, allowed=np.array([1, 0]))
+    with pytest.raises(ValueError, match="seen"):
+        M.topk_from_scores(np.zeros((2, 2)), 1, seen=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="catalogue"):
+        M.topk_from_scores(np.zeros((2, 2)), 1, catalogue=np.array([1, 0]))
 
 
 def test_per_user_metrics_average_to_the_metrics():
@@ -166,17 +167,17 @@ def test_per_user_metrics_average_to_the_metrics():
 def test_paired_bootstrap_of_a_constant_shift_is_exact():
     rng = np.random.default_rng(0)
     b = rng.random(500)
-    r = M.paired_bootstrap(b + 0.01, b, n_boot=500, seed=1)
+    r = bootstrap.paired_bootstrap(b + 0.01, b, n_boot=500, seed=1)
     assert r.diff == pytest.approx(0.01) and r.lo == pytest.approx(0.01) and r.hi == pytest.approx(0.01)
     assert r.excludes_zero and r.verdict() == "higher" and r.verdict(min_effect=0.02) == "indistinguishable"
-    assert M.paired_bootstrap(b, b + 0.01, seed=1).verdict() == "lower"
+    assert bootstrap.paired_bootstrap(b, b + 0.01, seed=1).verdict() == "lower"
 
 
 def test_pairing_makes_the_interval_narrower_than_independent_ones():
     rng = np.random.default_rng(1)
     user = rng.random(900) * 0.3  # most of the per-user variance is the user, shared by both models
     a, b = user + rng.normal(0.004, 0.01, 900), user + rng.normal(0.0, 0.01, 900)
-    r = M.paired_bootstrap(a, b, seed=0)
+    r = bootstrap.paired_bootstrap(a, b, seed=0)
     se_unpaired = np.sqrt(a.var() / 900 + b.var() / 900)
     assert r.hi - r.lo < 2 * 1.96 * se_unpaired / 3
     assert r.lo < r.diff < r.hi and r.n_users == 900 and r.level == 0.95
@@ -185,10 +186,10 @@ def test_pairing_makes_the_interval_narrower_than_independent_ones():
 def test_paired_bootstrap_skips_users_without_relevant_items_and_is_seeded():
     a = np.array([0.5, np.nan, 0.2, 0.1, 0.4])
     b = np.array([0.4, np.nan, 0.2, 0.3, 0.1])
-    r = M.paired_bootstrap(a, b, n_boot=200, seed=3)
+    r = bootstrap.paired_bootstrap(a, b, n_boot=200, seed=3)
     assert r.n_users == 4 and r.diff == pytest.approx((1.2 - 1.0) / 4)
-    assert r == M.paired_bootstrap(pd.Series(a), pd.Series(b), n_boot=200, seed=3)
-    rel = M.paired_bootstrap(a, b, n_boot=200, seed=3, relative=True)
+    assert r == bootstrap.paired_bootstrap(pd.Series(a), pd.Series(b), n_boot=200, seed=3)
+    rel = bootstrap.paired_bootstrap(a, b, n_boot=200, seed=3, relative=True)
     assert rel.diff == pytest.approx(1.2 / 1.0 - 1) and str(rel).startswith("+20.0% [")
     assert str(r).startswith("+0.0500 [")
 
@@ -196,25 +197,25 @@ def test_paired_bootstrap_skips_users_without_relevant_items_and_is_seeded():
 def test_paired_bootstrap_rejects_bad_input():
     a = np.array([0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="the same users"):
-        M.paired_bootstrap(a, a[:2])
+        bootstrap.paired_bootstrap(a, a[:2])
     with pytest.raises(ValueError, match="NaN .* for different users"):
-        M.paired_bootstrap(a, np.array([0.1, np.nan, 0.3]))
+        bootstrap.paired_bootstrap(a, np.array([0.1, np.nan, 0.3]))
     with pytest.raises(ValueError, match="must be one per-user column"):
-        M.paired_bootstrap(pd.DataFrame({"x": a}), a)
+        bootstrap.paired_bootstrap(pd.DataFrame({"x": a}), a)
     with pytest.raises(ValueError, match="1-D array"):
-        M.paired_bootstrap(a[None, :], a[None, :])
+        bootstrap.paired_bootstrap(a[None, :], a[None, :])
     with pytest.raises(ValueError, match="Series with different indexes"):  # same users, another order
-        M.paired_bootstrap(pd.Series(a, index=[0, 1, 2]), pd.Series(a[[1, 2, 0]], index=[1, 2, 0]))
+        bootstrap.paired_bootstrap(pd.Series(a, index=[0, 1, 2]), pd.Series(a[[1, 2, 0]], index=[1, 2, 0]))
     with pytest.raises(ValueError, match="n_boot must be an int >= 100"):
-        M.paired_bootstrap(a, a, n_boot=10)
+        bootstrap.paired_bootstrap(a, a, n_boot=10)
     with pytest.raises(ValueError, match="level must be a finite number in"):
-        M.paired_bootstrap(a, a, level=95)
+        bootstrap.paired_bootstrap(a, a, level=95)
     with pytest.raises(ValueError, match="at least 2 users"):
-        M.paired_bootstrap(np.array([0.1, np.nan]), np.array([0.2, np.nan]))
+        bootstrap.paired_bootstrap(np.array([0.1, np.nan]), np.array([0.2, np.nan]))
     with pytest.raises(ValueError, match="divides by mean\\(b\\), which is 0"):
-        M.paired_bootstrap(a, np.zeros(3), relative=True)
+        bootstrap.paired_bootstrap(a, np.zeros(3), relative=True)
     with pytest.raises(ValueError, match="min_effect must be a finite number in \\[0.0"):
-        M.paired_bootstrap(a, a).verdict(-1)
+        bootstrap.paired_bootstrap(a, a).verdict(-1)
 
 
 def test_catalog_coverage_refuses_ids_outside_the_catalogue():
@@ -240,9 +241,9 @@ def test_novelty_refuses_out_of_range_ids():
 # -- short lists: -1 pads, and every metric reads it as "no item" ---------------------------------------
 def test_topk_from_scores_pads_short_lists_with_minus_one_never_a_masked_item():
     scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.1, 0.2, 0.3, 0.4]])
-    exclude = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))
-    allowed = np.array([True, True, True, False])
-    top = M.topk_from_scores(scores, 3, exclude=exclude, allowed=allowed)
+    seen = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))
+    catalogue = np.array([True, True, True, False])
+    top = M.topk_from_scores(scores, 3, seen=seen, catalogue=catalogue)
     np.testing.assert_array_equal(top, [[2, -1, -1], [2, 1, 0]])
     assert top.dtype == np.int64
     assert M.NO_ITEM == -1
@@ -274,7 +275,7 @@ def test_minus_one_padding_is_never_a_hit_nor_an_item():
     assert M.novelty(np.array([[0, -1]]), pop, k=2) == pytest.approx(M.novelty(np.array([[0]]), pop, k=1))
     vec = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
     assert M.intra_list_diversity(np.array([[0, 1, -1], [2, -1, -1]]), vec, k=3) == pytest.approx(1.0)
-    row = M.evaluate(np.array([[0, -1], [1, -1]]), truth, k=2, catalog=np.array([0, 1, 2]))
+    row = M.evaluate(np.array([[0, -1], [1, -1]]), truth, k=2, catalogue=np.array([True, True, True, False]))
     assert row["coverage@2"] == pytest.approx(2 / 3)
 
 
@@ -282,11 +283,11 @@ def test_padding_leaves_full_lists_bit_identical():
     rng = np.random.default_rng(3)
     scores = rng.normal(size=(40, 30))
     ex = sp.random(40, 30, density=0.2, random_state=1, format="csr")
-    allowed = rng.random(30) > 0.2
-    top = M.topk_from_scores(scores, 10, exclude=ex, allowed=allowed)
+    catalogue = rng.random(30) > 0.2
+    top = M.topk_from_scores(scores, 10, seen=ex, catalogue=catalogue)
     assert (top >= 0).all()
     s = scores.copy()
-    s[:, ~allowed] = -np.inf
+    s[:, ~catalogue] = -np.inf
     s[ex.toarray() != 0] = -np.inf
     np.testing.assert_array_equal(top, np.argsort(-s, axis=1, kind="stable")[:, :10])
 
@@ -319,12 +320,12 @@ _TRUTH2 = sp.csr_matrix(np.eye(2, 4))
         (lambda: M.topk_from_scores(np.array([["a", "b"]]), 1), ValueError, "numeric"),
         (lambda: M.topk_from_scores(np.zeros((1, 3)), 0), ValueError, "k must be"),
         (lambda: M.topk_from_scores(np.zeros((1, 3)), 1.0), TypeError, "k must be"),
-        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, allowed=np.ones(2, bool)), ValueError, "allowed"),
-        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, exclude=sp.csr_matrix((2, 3))), ValueError, "exclude"),
-        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=True), TypeError, "catalog"),
-        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=2.5), TypeError, "catalog"),
-        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=[0, 9]), ValueError, "catalog"),
-        (lambda: M.evaluate(_T, _TRUTH2, 2, catalog=[0, 1]), ValueError, "outside catalog"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, catalogue=np.ones(2, bool)), ValueError, "catalogue"),
+        (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, seen=sp.csr_matrix((2, 3))), ValueError, "seen"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=True), ValueError, "catalogue"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=np.zeros(4, bool)), ValueError, "catalogue"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=[0, 9]), ValueError, "catalogue"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=np.array([True, True, False, False])), ValueError, "outside the catalogue"),
         (lambda: M.evaluate(_T, _TRUTH2, 2, item_popularity=np.ones(3)), ValueError, "outside"),
     ],
 )

@@ -1,11 +1,11 @@
-"""recsuite.noise.Expect: printed checks with tolerances that fail loudly, except where told not to."""
+"""recsuite.course.noise.Expect: printed checks with tolerances that fail loudly, except where told not to."""
 
 import json
 
 import numpy as np
 import pytest
 
-from recsuite.noise import Expect, ExpectationError
+from recsuite.course.noise import Expect, ExpectationError
 
 
 def test_inside_the_tolerance_prints_and_returns(capsys):

@@ -1,6 +1,6 @@
-"""recsuite.progress.tqdm: TQDM_DISABLE switches every bar off, the widget one included."""
+"""recsuite.core.progress.tqdm: TQDM_DISABLE switches every bar off, the widget one included."""
 
-from recsuite import progress
+from recsuite.core import progress
 
 
 def test_tqdm_disable_env(monkeypatch):

@@ -1,4 +1,4 @@
-"""recsuite.ranker: the two-stage hybrid (candidate frame, features, labels, LambdaRank fit, tune, rank).
+"""recsuite.combine.ranker: the two-stage hybrid (candidate frame, features, labels, LambdaRank fit, tune, rank).
 
 Every expected value below is worked out by hand on matrices small enough to check on paper.
 """
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsuite import metrics as M
-from recsuite import ranker as RK
-
+from recsuite.combine import candidates
+from recsuite.combine import ranker as RK
+from recsuite.evaluation import metrics as M
 
 # -- candidates ---------------------------------------------------------------------------------------
 CF = np.array([[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
@@ -21,7 +21,7 @@ SEEN = sp.csr_matrix((np.ones(2), ([0, 1], [0, 4])), shape=(2, 5))  # user 0 saw
 
 
 def test_candidate_frame_union_dedup_and_ranks_by_hand():
-    fr = RK.candidate_frame({"cf_mf": CF, "sem_text": SEM}, 2, exclude=SEEN)
+    fr = candidates.candidate_frame({"cf_mf": CF, "sem_text": SEM}, 2, seen=SEEN)
     # user 0, item 0 seen: cf top-2 {1, 2}, sem top-2 {1, 2} -> {1, 2}
     # user 1, item 4 seen: cf top-2 {3, 2}, sem top-2 {0, 1} (tie 0.5, by index) -> {0, 1, 2, 3}
     assert list(zip(fr.user_idx, fr.item_idx)) == [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3)]
@@ -34,44 +34,44 @@ def test_candidate_frame_union_dedup_and_ranks_by_hand():
 
 
 def test_candidate_frame_per_source_counts_and_masks(csr):
-    fr = RK.candidate_frame({"cf_mf": CF, "sem_text": SEM}, {"cf_mf": 1, "sem_text": 0}, allowed=np.array([1, 1, 1, 0, 1], bool))
+    fr = candidates.candidate_frame({"cf_mf": CF, "sem_text": SEM}, {"cf_mf": 1, "sem_text": 0}, catalogue=np.array([1, 1, 1, 0, 1], bool))
     assert list(zip(fr.user_idx, fr.item_idx)) == [(0, 0), (1, 4)]
     assert "sem_text_rank" in fr  # a source with 0 candidates still gives its features
     # fewer rankable items than n: the masked fill of topk_from_scores never becomes a candidate
-    few = RK.candidate_frame({"cf_mf": CF}, 5, exclude=csr([[0, 1, 2, 3], []], 5))
+    few = candidates.candidate_frame({"cf_mf": CF}, 5, seen=csr([[0, 1, 2, 3], []], 5))
     assert few[few.user_idx == 0].item_idx.tolist() == [4]
     assert len(few[few.user_idx == 1]) == 5
 
 
 def test_candidate_frame_errors():
     with pytest.raises(ValueError, match="feature-group prefix"):
-        RK.candidate_frame({"mf": CF}, 2)
+        candidates.candidate_frame({"mf": CF}, 2)
     with pytest.raises(ValueError, match="feature-group prefix"):
-        RK.candidate_frame({"cf": CF}, 2)
+        candidates.candidate_frame({"cf": CF}, 2)
     with pytest.raises(ValueError, match="larger than the catalogue"):
-        RK.candidate_frame({"cf_mf": CF}, 6)
+        candidates.candidate_frame({"cf_mf": CF}, 6)
     with pytest.raises(ValueError, match="n_per_source must have one count per source"):
-        RK.candidate_frame({"cf_mf": CF, "sem_t": SEM}, {"cf_mf": 2})
+        candidates.candidate_frame({"cf_mf": CF, "sem_t": SEM}, {"cf_mf": 2})
     with pytest.raises(ValueError, match="at least one source a positive count"):
-        RK.candidate_frame({"cf_mf": CF}, {"cf_mf": 0})
+        candidates.candidate_frame({"cf_mf": CF}, {"cf_mf": 0})
     with pytest.raises(ValueError, match="n_per_source must be an int >= 1"):
-        RK.candidate_frame({"cf_mf": CF}, 0)
+        candidates.candidate_frame({"cf_mf": CF}, 0)
 
 
 def test_recall_of_candidates_and_labels_by_hand(csr):
-    fr = RK.candidate_frame({"cf_mf": CF, "sem_text": SEM}, 2, exclude=SEEN)
+    fr = candidates.candidate_frame({"cf_mf": CF, "sem_text": SEM}, 2, seen=SEEN)
     truth = csr([[2, 3], [1], []], 5)[:2]
     # user 0 finds 1 of {2, 3}; user 1 finds {1}
-    assert RK.recall_of_candidates(fr, truth) == pytest.approx((0.5 + 1.0) / 2)
-    lab = RK.label_frame(fr, truth)
+    assert candidates.recall_of_candidates(fr, truth) == pytest.approx((0.5 + 1.0) / 2)
+    lab = candidates.label_frame(fr, truth)
     assert lab.name == "label" and lab.tolist() == [0, 1, 0, 1, 0, 0]
     assert (lab.index == fr.index).all()
     with pytest.raises(ValueError, match="truth_csr has shape"):
-        RK.label_frame(fr, csr([[1]], 5))
+        candidates.label_frame(fr, csr([[1]], 5))
     with pytest.raises(ValueError, match="truth_csr must be a scipy.sparse"):
-        RK.label_frame(fr, np.zeros((2, 5)))
+        candidates.label_frame(fr, np.zeros((2, 5)))
     with pytest.raises(ValueError, match="repeats a"):
-        RK.recall_of_candidates(pd.concat([fr, fr]), truth)
+        candidates.recall_of_candidates(pd.concat([fr, fr]), truth)
 
 
 # -- features -----------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_add_features_known_cosines_and_groups():
     users = pd.DataFrame({"age": [25, 40], "gender": ["M", "F"], "occupation": ["artist", "doctor"]})
     ctx = pd.DataFrame({"hour": [13.0, np.nan], "weekday": [0.0, np.nan]})
     genres = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 0]], float)
-    out = RK.add_features(
+    out = candidates.add_features(
         small_frame(),
         item_vectors=ITEM_VEC,
         user_profiles=np.array([[2.0, 0.0], [3.0, 4.0]]),
@@ -116,7 +116,7 @@ def test_add_features_known_cosines_and_groups():
         "sem_profile_cos", "sem_recent_cos", "pop_log_count", "pop_year", "user_age", "user_gender",
         "user_occupation", "genre_match", "ctx_hour", "ctx_weekday",
     ]  # fmt: skip
-    assert all(RK._group_of(c) in RK.FEATURE_GROUPS for c in cols)
+    assert all(candidates.feature_group(c) in candidates.FEATURE_GROUPS for c in cols)
     assert RK.feature_columns(out, drop_groups=("user", "ctx")) == [
         "sem_profile_cos", "sem_recent_cos", "pop_log_count", "pop_year", "genre_match",
     ]  # fmt: skip
@@ -125,30 +125,30 @@ def test_add_features_known_cosines_and_groups():
 
 def test_categories_come_from_the_whole_user_table():
     users = pd.DataFrame({"gender": ["M", "F", "M"]})
-    out = RK.add_features(pd.DataFrame({"user_idx": [0, 2], "item_idx": [0, 0]}), user_table=users)
+    out = candidates.add_features(pd.DataFrame({"user_idx": [0, 2], "item_idx": [0, 0]}), user_table=users)
     assert out.user_gender.cat.categories.tolist() == ["F", "M"]  # F is in no row of this frame
 
 
 def test_add_features_errors():
     fr = small_frame()
     with pytest.raises(ValueError, match="item_vectors is required"):
-        RK.add_features(fr, user_profiles=np.ones((2, 2)))
+        candidates.add_features(fr, user_profiles=np.ones((2, 2)))
     with pytest.raises(ValueError, match="item_vectors alone adds no feature"):
-        RK.add_features(fr, item_vectors=ITEM_VEC)
+        candidates.add_features(fr, item_vectors=ITEM_VEC)
     with pytest.raises(ValueError, match="user_profiles has 3 columns but must have 2"):
-        RK.add_features(fr, item_vectors=ITEM_VEC, user_profiles=np.ones((2, 3)))
+        candidates.add_features(fr, item_vectors=ITEM_VEC, user_profiles=np.ones((2, 3)))
     with pytest.raises(ValueError, match="item_vectors has 2 rows but the frame indexes row 3"):
-        RK.add_features(fr, item_vectors=ITEM_VEC[:2], user_profiles=np.ones((2, 2)))
+        candidates.add_features(fr, item_vectors=ITEM_VEC[:2], user_profiles=np.ones((2, 2)))
     with pytest.raises(ValueError, match="item_popularity must hold non-negative"):
-        RK.add_features(fr, item_popularity=[0, -1, 0, 0])
+        candidates.add_features(fr, item_popularity=[0, -1, 0, 0])
     with pytest.raises(ValueError, match="item_popularity must be finite without missing"):
-        RK.add_features(fr, item_popularity=[0, np.nan, 0, 0])
+        candidates.add_features(fr, item_popularity=[0, np.nan, 0, 0])
     with pytest.raises(ValueError, match="given together"):
-        RK.add_features(fr, genre_matrix=np.ones((4, 2)))
+        candidates.add_features(fr, genre_matrix=np.ones((4, 2)))
     with pytest.raises(ValueError, match="user_table has 1 rows"):
-        RK.add_features(fr, user_table=pd.DataFrame({"age": [3]}))
+        candidates.add_features(fr, user_table=pd.DataFrame({"age": [3]}))
     with pytest.raises(ValueError, match="frame must have columns"):
-        RK.add_features(pd.DataFrame({"user": [0]}))
+        candidates.add_features(pd.DataFrame({"user": [0]}))
     with pytest.raises(ValueError, match="drop_groups must name groups"):
         RK.feature_columns(fr, drop_groups=("semantic",))
 
@@ -162,21 +162,21 @@ def test_recent_profile_genre_distribution_and_last_context():
             "timestamp": [10, 20, 30, 30, 4 * 86400 + 13 * 3600],
         }
     )
-    rec = RK.recent_item_profile(hist, ITEM_VEC, n_users=3, n=2)
+    rec = candidates.recent_item_profile(hist, ITEM_VEC, n_users=3, n=2)
     np.testing.assert_allclose(rec[0], [1 / math.sqrt(2), 1 / math.sqrt(2)], rtol=1e-6)  # mean of [1,1], [0,0]
     np.testing.assert_allclose(rec[1], [0, 0])  # no history
     np.testing.assert_allclose(rec[2], [0, 1])
     genres = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], float)
-    dist = RK.user_genre_distribution(F_csr(hist, 3, 4), genres)
+    dist = candidates.user_genre_distribution(F_csr(hist, 3, 4), genres)
     np.testing.assert_allclose(dist, [[0.5, 0.5], [0, 0], [0.5, 0.5]])
-    ctx = RK.last_context(hist, n_users=3)
+    ctx = candidates.last_context(hist, n_users=3)
     assert ctx.loc[0].tolist() == [0.0, 3.0]  # t=30 s: 1970-01-01 00:00, a Thursday
     assert ctx.loc[1].isna().all()
     assert ctx.loc[2].tolist() == [13.0, 0.0]  # 4 days later, a Monday, 13:00
     with pytest.raises(ValueError, match="timestamp"):
-        RK.recent_item_profile(hist.drop(columns="timestamp"), ITEM_VEC, 3)
+        candidates.recent_item_profile(hist.drop(columns="timestamp"), ITEM_VEC, 3)
     with pytest.raises(ValueError, match="n must be an int >= 1"):
-        RK.recent_item_profile(hist, ITEM_VEC, 3, n=0)
+        candidates.recent_item_profile(hist, ITEM_VEC, 3, n=0)
 
 
 def F_csr(df, n_users, n_items):
@@ -269,15 +269,15 @@ def test_rank_frame_pads_from_fallback_or_raises(csr):
     # user 0: candidates 1, 3, then the fallback's best not listed and not seen (item 4 seen): item 0
     # user 1: no candidates, the fallback's top 3 among allowed items (item 2 not allowed)
     top = RK.rank_frame(
-        fr, "s", 2, 3, fallback=fallback, exclude=csr([[4], []], 5), allowed=np.array([1, 1, 0, 1, 1], bool)
+        fr, "s", 2, 3, fallback=fallback, seen=csr([[4], []], 5), catalogue=np.array([1, 1, 0, 1, 1], bool)
     )
     assert top.tolist() == [[1, 3, 0], [4, 3, 1]]
     with pytest.raises(ValueError, match="user 0 needs 2 fallback items but only 1 are rankable"):
-        RK.rank_frame(fr, "s", 2, 4, fallback=fallback, allowed=np.array([1, 1, 0, 1, 0], bool))
-    with pytest.raises(ValueError, match="exclude masks"):
-        RK.rank_frame(fr, "s", 2, 2, exclude=csr([[3], []], 5))
-    with pytest.raises(ValueError, match="outside allowed"):
-        RK.rank_frame(fr, "s", 2, 2, allowed=np.array([1, 1, 1, 0, 1], bool))
+        RK.rank_frame(fr, "s", 2, 4, fallback=fallback, catalogue=np.array([1, 1, 0, 1, 0], bool))
+    with pytest.raises(ValueError, match="seen items as candidates"):
+        RK.rank_frame(fr, "s", 2, 2, seen=csr([[3], []], 5))
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        RK.rank_frame(fr, "s", 2, 2, catalogue=np.array([1, 1, 1, 0, 1], bool))
     with pytest.raises(ValueError, match="score column 'x'"):
         RK.rank_frame(fr, "x", 2, 2)
     with pytest.raises(ValueError, match="fallback must have n_users=2 rows"):
@@ -372,39 +372,39 @@ def _hist(**over):
 _FR = pd.DataFrame({"user_idx": [0, 0, 1], "item_idx": [0, 1, 2], "cf_a": [0.1, 0.9, 0.5], "label": [0, 1, 1]})
 _TRUTH = sp.csr_matrix((np.ones(2), ([0, 1], [1, 2])), shape=(2, 5))
 _BAD = {
-    "candidate_frame: sources not a dict": (lambda: RK.candidate_frame([CF], 2), (TypeError, ValueError)),
-    "candidate_frame: NaN scores": (lambda: RK.candidate_frame({"cf_a": np.full((2, 5), np.nan)}, 2), ValueError),
-    "candidate_frame: float n": (lambda: RK.candidate_frame({"cf_a": CF}, 2.0), TypeError),
-    "candidate_frame: bool n": (lambda: RK.candidate_frame({"cf_a": CF}, True), TypeError),
-    "candidate_frame: masks keyword-only": (lambda: RK.candidate_frame({"cf_a": CF}, 2, SEEN), TypeError),
-    "candidate_frame: allowed of ints": (lambda: RK.candidate_frame({"cf_a": CF}, 2, allowed=[1, 1, 1, 0, 1]), ValueError),
-    "candidate_frame: dense exclude": (lambda: RK.candidate_frame({"cf_a": CF}, 2, exclude=np.zeros((2, 5))), ValueError),
-    "recall_of_candidates: not a frame": (lambda: RK.recall_of_candidates([(0, 1)], _TRUTH), (TypeError, ValueError)),
+    "candidate_frame: sources not a dict": (lambda: candidates.candidate_frame([CF], 2), (TypeError, ValueError)),
+    "candidate_frame: NaN scores": (lambda: candidates.candidate_frame({"cf_a": np.full((2, 5), np.nan)}, 2), ValueError),
+    "candidate_frame: float n": (lambda: candidates.candidate_frame({"cf_a": CF}, 2.0), TypeError),
+    "candidate_frame: bool n": (lambda: candidates.candidate_frame({"cf_a": CF}, True), TypeError),
+    "candidate_frame: masks keyword-only": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, SEEN), TypeError),
+    "candidate_frame: allowed of ints": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, catalogue=[1, 1, 1, 0, 1]), ValueError),
+    "candidate_frame: dense exclude": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, seen=np.zeros((2, 5))), ValueError),
+    "recall_of_candidates: not a frame": (lambda: candidates.recall_of_candidates([(0, 1)], _TRUTH), (TypeError, ValueError)),
     "recall_of_candidates: float ids": (
-        lambda: RK.recall_of_candidates(_FR.assign(item_idx=[0.0, 1.0, 2.0]), _TRUTH), (TypeError, ValueError)),
-    "recall_of_candidates: user outside truth": (lambda: RK.recall_of_candidates(_FR, _TRUTH[:1]), ValueError),
-    "label_frame: negative id": (lambda: RK.label_frame(_FR.assign(user_idx=[-1, 0, 1]), _TRUTH), ValueError),
-    "label_frame: dense truth": (lambda: RK.label_frame(_FR, _TRUTH.toarray()), (TypeError, ValueError)),
+        lambda: candidates.recall_of_candidates(_FR.assign(item_idx=[0.0, 1.0, 2.0]), _TRUTH), (TypeError, ValueError)),
+    "recall_of_candidates: user outside truth": (lambda: candidates.recall_of_candidates(_FR, _TRUTH[:1]), ValueError),
+    "label_frame: negative id": (lambda: candidates.label_frame(_FR.assign(user_idx=[-1, 0, 1]), _TRUTH), ValueError),
+    "label_frame: dense truth": (lambda: candidates.label_frame(_FR, _TRUTH.toarray()), (TypeError, ValueError)),
     "add_features: NaN vectors": (
-        lambda: RK.add_features(_FR, item_vectors=np.full((3, 2), np.nan), user_profiles=np.ones((2, 2))), ValueError),
-    "add_features: text popularity": (lambda: RK.add_features(_FR, item_popularity=["a", "b", "c"]), ValueError),
-    "add_features: 2-D popularity": (lambda: RK.add_features(_FR, item_popularity=np.ones((3, 1))), ValueError),
-    "add_features: user_table not a frame": (lambda: RK.add_features(_FR, user_table=np.ones((2, 1))), TypeError),
+        lambda: candidates.add_features(_FR, item_vectors=np.full((3, 2), np.nan), user_profiles=np.ones((2, 2))), ValueError),
+    "add_features: text popularity": (lambda: candidates.add_features(_FR, item_popularity=["a", "b", "c"]), ValueError),
+    "add_features: 2-D popularity": (lambda: candidates.add_features(_FR, item_popularity=np.ones((3, 1))), ValueError),
+    "add_features: user_table not a frame": (lambda: candidates.add_features(_FR, user_table=np.ones((2, 1))), TypeError),
     "recent_item_profile: text timestamps": (
-        lambda: RK.recent_item_profile(_hist(timestamp=["a", "b", "c"]), ITEM_VEC, 2), (TypeError, ValueError)),
+        lambda: candidates.recent_item_profile(_hist(timestamp=["a", "b", "c"]), ITEM_VEC, 2), (TypeError, ValueError)),
     "recent_item_profile: NaN timestamp": (
-        lambda: RK.recent_item_profile(_hist(timestamp=[1.0, np.nan, 3.0]), ITEM_VEC, 2), ValueError),
-    "recent_item_profile: user outside n_users": (lambda: RK.recent_item_profile(_hist(), ITEM_VEC, 1), ValueError),
-    "recent_item_profile: float n": (lambda: RK.recent_item_profile(_hist(), ITEM_VEC, 2, n=2.5), TypeError),
+        lambda: candidates.recent_item_profile(_hist(timestamp=[1.0, np.nan, 3.0]), ITEM_VEC, 2), ValueError),
+    "recent_item_profile: user outside n_users": (lambda: candidates.recent_item_profile(_hist(), ITEM_VEC, 1), ValueError),
+    "recent_item_profile: float n": (lambda: candidates.recent_item_profile(_hist(), ITEM_VEC, 2, n=2.5), TypeError),
     "user_genre_distribution: dense history": (
-        lambda: RK.user_genre_distribution(np.ones((2, 4)), np.ones((4, 2))), (TypeError, ValueError)),
+        lambda: candidates.user_genre_distribution(np.ones((2, 4)), np.ones((4, 2))), (TypeError, ValueError)),
     "user_genre_distribution: rows != items": (
-        lambda: RK.user_genre_distribution(_TRUTH, np.ones((6, 2))), ValueError),
+        lambda: candidates.user_genre_distribution(_TRUTH, np.ones((6, 2))), ValueError),
     "user_genre_distribution: negative genres": (
-        lambda: RK.user_genre_distribution(_TRUTH, -np.ones((5, 2))), ValueError),
-    "last_context: no timestamp": (lambda: RK.last_context(_hist().drop(columns="timestamp"), 2), ValueError),
-    "last_context: n_users str": (lambda: RK.last_context(_hist(), "2"), TypeError),
-    "last_context: user outside n_users": (lambda: RK.last_context(_hist(), 1), ValueError),
+        lambda: candidates.user_genre_distribution(_TRUTH, -np.ones((5, 2))), ValueError),
+    "last_context: no timestamp": (lambda: candidates.last_context(_hist().drop(columns="timestamp"), 2), ValueError),
+    "last_context: n_users str": (lambda: candidates.last_context(_hist(), "2"), TypeError),
+    "last_context: user outside n_users": (lambda: candidates.last_context(_hist(), 1), ValueError),
     "feature_columns: not a frame": (lambda: RK.feature_columns({"cf_a": [1]}), TypeError),
     "feature_columns: drop_groups int": (lambda: RK.feature_columns(_FR, drop_groups=3), TypeError),
     "feature_columns: unknown group": (lambda: RK.feature_columns(_FR, drop_groups=["semantic"]), ValueError),
@@ -425,7 +425,7 @@ _BAD = {
     "rank_frame: bool k": (lambda: RK.rank_frame(_FR, "cf_a", 2, True), TypeError),
     "rank_frame: user outside n_users": (lambda: RK.rank_frame(_FR, "cf_a", 1, 1), ValueError),
     "rank_frame: repeated candidate": (lambda: RK.rank_frame(pd.concat([_FR, _FR]), "cf_a", 2, 1), ValueError),
-    "rank_frame: dense exclude": (lambda: RK.rank_frame(_FR, "cf_a", 2, 1, exclude=np.zeros((2, 5))), ValueError),
+    "rank_frame: dense exclude": (lambda: RK.rank_frame(_FR, "cf_a", 2, 1, seen=np.zeros((2, 5))), ValueError),
     "rank_frame: item outside fallback": (lambda: RK.rank_frame(_FR, "cf_a", 2, 1, fallback=np.ones((2, 2))), ValueError),
     "cross_val_topk: masks keyword-only": (
         lambda: RK.cross_val_topk(_FR, ["cf_a"], 2, 1, None, 2, 0, "label", None, SEEN), TypeError),
@@ -454,5 +454,5 @@ def test_masks_are_keyword_only_and_fallback_stays_positional(csr):
     fallback = np.tile(np.arange(5, dtype=float), (2, 1))
     # fallback is positional-or-keyword: the positional call pads exactly like the keyword one
     np.testing.assert_array_equal(RK.rank_frame(fr, "s", 2, 2, fallback), RK.rank_frame(fr, "s", 2, 2, fallback=fallback))
-    assert RK.rank_frame(fr, "s", 2, 2, fallback, exclude=csr([[4], []], 5)).tolist() == [[1, 3], [2, 4]]
+    assert RK.rank_frame(fr, "s", 2, 2, fallback, seen=csr([[4], []], 5)).tolist() == [[1, 3], [2, 4]]
 

@@ -1,4 +1,4 @@
-"""Known-answer and consistency checks of recsuite.rerank (MMR, DPP, calibration, weighted objectives)."""
+"""Known-answer and consistency checks of recsuite.combine.rerank (MMR, DPP, calibration, weighted objectives)."""
 
 import math
 import warnings
@@ -6,18 +6,19 @@ import warnings
 import numpy as np
 import pytest
 
-from recsuite import rerank as R
-from recsuite.fusion import normalize_scores
+from recsuite.combine import batching, objectives
+from recsuite.combine import rerank as R
+from recsuite.combine.fusion import normalize_scores
 
 
 @pytest.fixture(params=["gram", "gather"])
 def path(request, monkeypatch):
     """Run a test through both ways of getting cosines: the Gram matrix lookup and the gathered vectors."""
     if request.param == "gram":
-        monkeypatch.setattr(R, "_GRAM_WORK_RATIO", math.inf)
+        monkeypatch.setattr(batching, "GRAM_WORK_RATIO", math.inf)
     else:
-        monkeypatch.setattr(R, "_GRAM_MAX_ITEMS", 0)
-        monkeypatch.setattr(R, "_BLOCK_BYTES", 4096)  # several blocks of users even on tiny data
+        monkeypatch.setattr(batching, "GRAM_MAX_ITEMS", 0)
+        monkeypatch.setattr(batching, "BLOCK_BYTES", 4096)  # several blocks of users even on tiny data
     return request.param
 
 
@@ -140,7 +141,7 @@ def test_greedy_rerankers_match_their_formula_on_random_data(path, method, refer
 
 
 def test_maxsum_raises_the_ild_it_optimises():
-    from recsuite.metrics import intra_list_diversity
+    from recsuite.evaluation.metrics import intra_list_diversity
 
     rng = np.random.default_rng(3)
     vec = (rng.random((60, 8)) < 0.3).astype(float)  # multi-hot, like genres
@@ -287,7 +288,7 @@ def test_zero_vectors_give_no_nan(path):
         # candidates are mutually orthogonal, so the column order decides.
         assert R.dpp(items, scores, vec, 4, 0.0).tolist() == [[0, 1, 2, 3]]
         assert R.mmr(items, scores, vec, 4, 0.5).tolist() == [[0, 1, 2, 3]]
-        assert R.scalarize(items, scores, 4, {"diversity": 1.0}, item_vectors=vec).tolist() == [[0, 1, 2, 3]]
+        assert objectives.scalarize(items, scores, 4, {"diversity": 1.0}, item_vectors=vec).tolist() == [[0, 1, 2, 3]]
 
 
 def test_single_user_and_k_equals_m(path):
@@ -310,11 +311,11 @@ KL_ONE_GENRE = 0.5 * math.log(0.5 / 0.995) + 0.5 * math.log(0.5 / 0.005)
 
 def test_calibrate_hand_worked_crossover():
     items, scores = [[0, 1, 2]], [[1.0, 0.9, 0.1]]
-    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.0).tolist() == [[0, 1]]
-    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.28).tolist() == [[0, 1]]
-    assert R.calibrate(items, scores, GENRES2, P2, 2, 0.30).tolist() == [[0, 2]]
-    assert R.calibration_kl([[0, 1]], GENRES2, P2, k=2) == pytest.approx(KL_ONE_GENRE)
-    assert R.calibration_kl([[0, 2]], GENRES2, P2, k=2) == pytest.approx(0.0)
+    assert objectives.calibrate(items, scores, GENRES2, P2, 2, 0.0).tolist() == [[0, 1]]
+    assert objectives.calibrate(items, scores, GENRES2, P2, 2, 0.28).tolist() == [[0, 1]]
+    assert objectives.calibrate(items, scores, GENRES2, P2, 2, 0.30).tolist() == [[0, 2]]
+    assert objectives.calibration_kl([[0, 1]], GENRES2, P2, k=2) == pytest.approx(KL_ONE_GENRE)
+    assert objectives.calibration_kl([[0, 2]], GENRES2, P2, k=2) == pytest.approx(0.0)
 
 
 # Three genres, the user's history is (.5, .25, .25). Candidates in score order: four A, two B, two C.
@@ -330,11 +331,11 @@ SC3 = np.array([[1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]])
 
 def test_calibrate_matches_the_users_genre_mix():
     items = np.arange(8)[None]
-    assert R.calibrate(items, SC3, GENRES3, P3, 4, 0.0).tolist() == [[0, 1, 2, 3]]
-    out = R.calibrate(items, SC3, GENRES3, P3, 4, 0.99)
+    assert objectives.calibrate(items, SC3, GENRES3, P3, 4, 0.0).tolist() == [[0, 1, 2, 3]]
+    out = objectives.calibrate(items, SC3, GENRES3, P3, 4, 0.99)
     assert out.tolist() == [[0, 4, 6, 1]]
-    assert R.calibration_kl(out, GENRES3, P3, k=4) == pytest.approx(0.0, abs=1e-12)
-    assert R.calibration_kl([[0, 1, 2, 3]], GENRES3, P3, k=4) == pytest.approx(
+    assert objectives.calibration_kl(out, GENRES3, P3, k=4) == pytest.approx(0.0, abs=1e-12)
+    assert objectives.calibration_kl([[0, 1, 2, 3]], GENRES3, P3, k=4) == pytest.approx(
         0.5 * math.log(0.5 / 0.995) + 2 * 0.25 * math.log(0.25 / 0.0025))  # q~ = (.995, .0025, .0025)
 
 
@@ -369,13 +370,13 @@ def test_calibrate_matches_the_formula_on_random_data(path):
     items = np.stack([rng.choice(30, 10, replace=False) for _ in range(12)])
     scores = rng.random((12, 10))
     for lam in (0.0, 0.2, 0.5, 0.9):
-        np.testing.assert_array_equal(R.calibrate(items, scores, genres, p, 5, lam),
+        np.testing.assert_array_equal(objectives.calibrate(items, scores, genres, p, 5, lam),
                                       _calibrate_reference(items, scores, genres, p, 5, lam))
 
 
 def test_calibration_kl_averages_over_users_with_a_history():
     p = np.vstack([P2, [[0.0, 0.0]], P2])
-    kl = R.calibration_kl([[0, 1], [0, 1], [0, 2]], GENRES2, p, k=2)
+    kl = objectives.calibration_kl([[0, 1], [0, 1], [0, 2]], GENRES2, p, k=2)
     assert kl == pytest.approx((KL_ONE_GENRE + 0.0) / 2)
 
 
@@ -385,8 +386,8 @@ def test_scalarize_relevance_only_is_top_k():
     items = np.stack([rng.choice(50, 12, replace=False) for _ in range(8)])
     scores = rng.normal(size=(8, 12))
     expected = np.take_along_axis(items, np.argsort(-scores, axis=1, kind="stable")[:, :5], axis=1)
-    np.testing.assert_array_equal(R.scalarize(items, scores, 5, {"relevance": 1.0}), expected)
-    np.testing.assert_array_equal(R.scalarize(items, scores, 5, {"relevance": 2.0, "novelty": 0.0}), expected)
+    np.testing.assert_array_equal(objectives.scalarize(items, scores, 5, {"relevance": 1.0}), expected)
+    np.testing.assert_array_equal(objectives.scalarize(items, scores, 5, {"relevance": 2.0, "novelty": 0.0}), expected)
 
 
 def test_scalarize_relevance_and_diversity_hand_worked(path):
@@ -397,19 +398,19 @@ def test_scalarize_relevance_and_diversity_hand_worked(path):
     # 3rd, w = .5, over b, c: relevance (1, 0); gain (.2, 1) -> (0, 1): (1, .5) -> b.
     # 3rd, w = 2, over b, x: relevance (1, 0); gain 1 − max cos to {a, c}: (.2, .7) -> (0, 1): (1, 2) -> x.
     w = lambda d: {"relevance": 1.0, "diversity": d}  # noqa: E731
-    assert R.scalarize(ITEMS, SCORES, 4, w(0.5), item_vectors=VEC).tolist() == [[A, X, B, C]]
-    assert R.scalarize(ITEMS, SCORES, 4, w(2.0), item_vectors=VEC).tolist() == [[A, C, X, B]]
+    assert objectives.scalarize(ITEMS, SCORES, 4, w(0.5), item_vectors=VEC).tolist() == [[A, X, B, C]]
+    assert objectives.scalarize(ITEMS, SCORES, 4, w(2.0), item_vectors=VEC).tolist() == [[A, C, X, B]]
 
 
 def test_scalarize_novelty_prefers_rare_items():
     pop = np.array([10, 0, 5, 1, 7])
     # Self-information falls with popularity: item 1 (0) > 3 (1) > 2 (5) > 4 (7) > 0 (10).
-    out = R.scalarize([[0, 1, 2, 3, 4]], [[5.0, 4.0, 3.0, 2.0, 1.0]], 5, {"novelty": 1.0}, item_popularity=pop)
+    out = objectives.scalarize([[0, 1, 2, 3, 4]], [[5.0, 4.0, 3.0, 2.0, 1.0]], 5, {"novelty": 1.0}, item_popularity=pop)
     assert out.tolist() == [[1, 3, 2, 4, 0]]
 
 
 def test_scalarize_calibration_matches_the_genre_mix():
-    out = R.scalarize(np.arange(8)[None], SC3, 4, {"calibration": 1.0, "relevance": 0.001},
+    out = objectives.scalarize(np.arange(8)[None], SC3, 4, {"calibration": 1.0, "relevance": 0.001},
                       item_genres=GENRES3, user_genre_dist=P3)
     assert out.tolist() == [[0, 4, 6, 1]]
 
@@ -456,7 +457,7 @@ def test_scalarize_matches_its_definition_on_random_data(path):
     scores = rng.normal(size=(10, 9))
     for w in ({"relevance": 1.0, "diversity": 0.7}, {"relevance": 1.0, "novelty": 0.3, "calibration": 0.5},
               {"relevance": 0.5, "novelty": 0.2, "diversity": 0.4, "calibration": 0.3}):
-        out = R.scalarize(items, scores, 5, w, item_vectors=vec, item_popularity=pop, item_genres=genres,
+        out = objectives.scalarize(items, scores, 5, w, item_vectors=vec, item_popularity=pop, item_genres=genres,
                           user_genre_dist=p)
         np.testing.assert_array_equal(out, _scalarize_reference(items, scores, 5, w, vec, pop, genres, p))
 
@@ -465,8 +466,8 @@ def test_no_users_gives_an_empty_result():
     empty_i, empty_s = np.zeros((0, 3), dtype=int), np.zeros((0, 3))
     assert R.mmr(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
     assert R.dpp(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
-    assert R.calibrate(empty_i, empty_s, G3, np.zeros((0, 3)), 2, 0.5).shape == (0, 2)
-    assert R.scalarize(empty_i, empty_s, 2, {"relevance": 1.0}).shape == (0, 2)
+    assert objectives.calibrate(empty_i, empty_s, G3, np.zeros((0, 3)), 2, 0.5).shape == (0, 2)
+    assert objectives.scalarize(empty_i, empty_s, 2, {"relevance": 1.0}).shape == (0, 2)
 
 
 # -- rescaling ----------------------------------------------------------------------------------------
@@ -480,8 +481,8 @@ def test_constant_rows_normalised_by_fusion_change_no_choice(path):
     for method in ("minmax", "zscore"):
         n = normalize_scores(s, method).astype(np.float64)
         for f in (lambda x: R.mmr(cand, x, vec, 5, 0.4), lambda x: R.maxsum(cand, x, vec, 5, 0.4),
-                  lambda x: R.dpp(cand, x, vec, 5, 0.6), lambda x: R.calibrate(cand, x, g, p, 5, 0.5),
-                  lambda x: R.scalarize(cand, x, 5, {"relevance": 1.0, "diversity": 1.0}, item_vectors=vec)):
+                  lambda x: R.dpp(cand, x, vec, 5, 0.6), lambda x: objectives.calibrate(cand, x, g, p, 5, 0.5),
+                  lambda x: objectives.scalarize(cand, x, 5, {"relevance": 1.0, "diversity": 1.0}, item_vectors=vec)):
             assert np.array_equal(f(n), f(s)), method
         assert np.array_equal(R.mmr(cand, n, vec, 5, 0.4), R.mmr(cand, np.zeros_like(s), vec, 5, 0.4))
 
@@ -493,8 +494,8 @@ def test_shortlist_respect_the_masks_and_keep_the_scores():
     scores = np.array([[0.1, 0.9, 0.5, 0.7, 0.3],
                        [0.8, 0.2, 0.6, 0.4, 0.0]], dtype=np.float32)
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))  # user 0 has seen item 1
-    allowed = np.array([True, True, True, True, False])  # item 4 is outside the catalogue
-    items, cand = R.shortlist(scores, 3, exclude=seen, allowed=allowed)
+    catalogue = np.array([True, True, True, True, False])  # item 4 is outside the catalogue
+    items, cand = R.shortlist(scores, 3, seen=seen, catalogue=catalogue)
     # user 0: 1 is seen, 4 not allowed -> 3 (.7), 2 (.5), 0 (.1); user 1: 0 (.8), 2 (.6), 3 (.4)
     assert items.tolist() == [[3, 2, 0], [0, 2, 3]]
     assert items.dtype == np.int64 and cand.dtype == np.float64
@@ -507,11 +508,11 @@ def test_shortlist_need_enough_rankable_items_per_user():
     import scipy.sparse as sp
 
     seen = sp.csr_matrix(np.array([[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]]))
-    allowed = np.array([True, True, True, True, False])
+    catalogue = np.array([True, True, True, True, False])
     # user 0 can be shown items 0, 2, 3 only (1 seen; 4 seen but outside the catalogue, counted once)
-    assert R.shortlist(np.ones((2, 5)), 3, exclude=seen, allowed=allowed)[0].tolist() == [[0, 2, 3], [0, 1, 2]]
+    assert R.shortlist(np.ones((2, 5)), 3, seen=seen, catalogue=catalogue)[0].tolist() == [[0, 2, 3], [0, 1, 2]]
     with pytest.raises(ValueError, match="m=4 is larger than the 3 items user row 0"):
-        R.shortlist(np.ones((2, 5)), 4, exclude=seen, allowed=allowed)
+        R.shortlist(np.ones((2, 5)), 4, seen=seen, catalogue=catalogue)
 
 
 def test_pareto_front_hand_worked():
@@ -560,36 +561,36 @@ ERRORS = [
     (lambda: R.dpp_single([[0, 1, 2]], [[0.3, 0.2, 0.1]], V3, 2, 0.5), "1-D"),
     (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 1.0), "theta"),
     (lambda: R.dpp_single([0, 1, 5], [0.3, 0.2, 0.1], V3, 2, 0.5), "cand_items"),
-    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 2.0), "lam"),
-    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 0.5, alpha=0.0), "alpha"),
-    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, -G3, P1, 2, 0.5), "item_genres"),
-    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((2, 3)), 2, 0.5), "user_genre_dist"),
-    (lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((1, 2)), 2, 0.5), "user_genre_dist"),
-    (lambda: R.calibrate(OK_ITEMS, [[np.nan, 0, 0]], G3, P1, 2, 0.5), "cand_scores"),
-    (lambda: R.calibrate([[0, 1, 7]], OK_SCORES, G3, P1, 2, 0.5), "cand_items"),
-    (lambda: R.calibration_kl([[0, 1]], G3, P1, k=3), "k=3"),
-    (lambda: R.calibration_kl([[0, 4]], G3, P1, k=2), "topk"),
-    (lambda: R.calibration_kl([[0, 1]], G3, P1, k=2, alpha=-1), "alpha"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"fun": 1.0}), "unknown objective"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {}), "weights"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": 0.0}), "all zero"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": -1.0}), "relevance"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"diversity": 1.0}), "item_vectors"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}), "item_popularity"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"calibration": 1.0}, item_genres=G3), "user_genre_dist"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, -2, 3]), "item_popularity"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0, "diversity": 1.0}, item_vectors=V3,
+    (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 2.0), "lam"),
+    (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 0.5, alpha=0.0), "alpha"),
+    (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, -G3, P1, 2, 0.5), "item_genres"),
+    (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((2, 3)), 2, 0.5), "user_genre_dist"),
+    (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, np.ones((1, 2)), 2, 0.5), "user_genre_dist"),
+    (lambda: objectives.calibrate(OK_ITEMS, [[np.nan, 0, 0]], G3, P1, 2, 0.5), "cand_scores"),
+    (lambda: objectives.calibrate([[0, 1, 7]], OK_SCORES, G3, P1, 2, 0.5), "cand_items"),
+    (lambda: objectives.calibration_kl([[0, 1]], G3, P1, k=3), "k=3"),
+    (lambda: objectives.calibration_kl([[0, 4]], G3, P1, k=2), "topk"),
+    (lambda: objectives.calibration_kl([[0, 1]], G3, P1, k=2, alpha=-1), "alpha"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"fun": 1.0}), "unknown objective"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {}), "weights"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": 0.0}), "all zero"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": -1.0}), "relevance"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"diversity": 1.0}), "item_vectors"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}), "item_popularity"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"calibration": 1.0}, item_genres=G3), "user_genre_dist"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, -2, 3]), "item_popularity"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0, "diversity": 1.0}, item_vectors=V3,
                          item_popularity=[1, 2, 3, 4]), "n_items"),
-    (lambda: R.scalarize(OK_ITEMS, OK_SCORES, 4, {"relevance": 1.0}), "k=4"),
-    (lambda: R.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 4, {"relevance": 1.0}), "k=4"),
+    (lambda: objectives.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
     (lambda: R.shortlist([1.0, 2.0], 1), "scores"),
     (lambda: R.shortlist([[1.0, np.nan]], 1), "scores"),
     (lambda: R.shortlist([[1.0, 2.0]], 0), "m must"),
     (lambda: R.shortlist([[1.0, 2.0]], 1.0), "m must"),
     (lambda: R.shortlist([[1.0, 2.0]], 3), "k=3"),
-    (lambda: R.shortlist([[1.0, 2.0]], 2, allowed=[True, False]), "m=2"),
-    (lambda: R.shortlist([[1.0, 2.0]], 1, allowed=[1, 0]), "allowed"),
-    (lambda: R.shortlist([[1.0, 2.0]], 1, exclude=np.eye(2)), "exclude"),
+    (lambda: R.shortlist([[1.0, 2.0]], 2, catalogue=[True, False]), "m=2"),
+    (lambda: R.shortlist([[1.0, 2.0]], 1, catalogue=[1, 0]), "catalogue"),
+    (lambda: R.shortlist([[1.0, 2.0]], 1, seen=np.eye(2)), "seen"),
     (lambda: R.pareto_front([1.0, 2.0]), "objectives"),
     (lambda: R.pareto_front([[1.0, np.inf]]), "objectives"),
 ]
@@ -644,7 +645,7 @@ def test_sort_by_score_rejects_a_repeated_item():
 def test_scalarize_survives_a_score_span_that_overflows():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = R.scalarize([[0, 1, 2]], [[-1e308, 1e308, 0.0]], 3, {"relevance": 1.0})
+        got = objectives.scalarize([[0, 1, 2]], [[-1e308, 1e308, 0.0]], 3, {"relevance": 1.0})
     assert got.tolist() == [[1, 2, 0]]
 
 
@@ -659,9 +660,9 @@ def test_masks_are_keyword_only():
     lambda: R.maxsum(OK_ITEMS, OK_SCORES, V3, 2, "0.5"),
     lambda: R.dpp(OK_ITEMS, [["a", "b", "c"]], V3, 2, 0.5),
     lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], [["a"]] * 3, 2, 0.5),
-    lambda: R.calibrate(OK_ITEMS, OK_SCORES, G3, P1, None, 0.5),
-    lambda: R.calibration_kl([[0, 1]], G3, P1, k="2"),
-    lambda: R.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": "1"}),
+    lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, P1, None, 0.5),
+    lambda: objectives.calibration_kl([[0, 1]], G3, P1, k="2"),
+    lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"relevance": "1"}),
     lambda: R.shortlist([[1.0, 2.0]], True),
     lambda: R.pareto_front([["a", "b"]]),
     lambda: R.sort_by_score([[0]], [[0.0, 1.0]], [[0.3, 0.2]]),
@@ -713,8 +714,8 @@ def test_property_every_reranker_returns_distinct_candidates(task, knob):
     items, scores, vec, genres, dist, pop, k = task
     theta = min(knob, 0.99)
     outs = [R.mmr(items, scores, vec, k, knob), R.maxsum(items, scores, vec, k, knob),
-            R.dpp(items, scores, vec, k, theta), R.calibrate(items, scores, genres, dist, k, knob),
-            R.scalarize(items, scores, k, {"relevance": 1.0, "diversity": knob, "novelty": 1 - knob,
+            R.dpp(items, scores, vec, k, theta), objectives.calibrate(items, scores, genres, dist, k, knob),
+            objectives.scalarize(items, scores, k, {"relevance": 1.0, "diversity": knob, "novelty": 1 - knob,
                                            "calibration": 0.5},
                         item_vectors=vec, item_popularity=pop, item_genres=genres, user_genre_dist=dist)]
     for out in outs:
@@ -731,8 +732,8 @@ def test_property_pure_relevance_is_the_score_order(task):
     want = _score_order(items, scores, k)
     assert np.array_equal(R.mmr(items, scores, vec, k, 1.0), want)
     assert np.array_equal(R.maxsum(items, scores, vec, k, 0.0), want)
-    assert np.array_equal(R.calibrate(items, scores, genres, dist, k, 0.0), want)
-    assert np.array_equal(R.scalarize(items, scores, k, {"relevance": 1.0}), want)
+    assert np.array_equal(objectives.calibrate(items, scores, genres, dist, k, 0.0), want)
+    assert np.array_equal(objectives.scalarize(items, scores, k, {"relevance": 1.0}), want)
 
 
 @settings(max_examples=50, deadline=None)

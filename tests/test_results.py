@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from recsuite import results as R
-from recsuite.metrics import RANKING
+from recsuite.course import results as R
+from recsuite.evaluation.metrics import RANKING
 
 METRICS = {f"{m}@10": 0.1 for m in RANKING}
 

@@ -1,9 +1,9 @@
-"""recsuite.runner: knobs overridden the way papermill does it, and clear errors for bad overrides."""
+"""recsuite.course.runner: knobs overridden the way papermill does it, and clear errors for bad overrides."""
 
 import nbformat
 import pytest
 
-from recsuite import runner
+from recsuite.course import runner
 
 
 def notebook():

@@ -1,4 +1,4 @@
-"""recsuite.semantic: item texts, pooling, encoding, the embedding cache and the vector helpers.
+"""recsuite.models.semantic: item texts, pooling, encoding, the embedding cache and the vector helpers.
 
 Cache and plumbing tests run a tiny randomly initialised BERT saved to tmp_path (fast, and a second model
 to switch to); correctness against the real encoder uses the packaged all-MiniLM-L6-v2.
@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsuite import encoders as E
-from recsuite import artifacts as ART
-from recsuite import llm as L
-from recsuite import semantic as S
+from recsuite.course import artifacts as ART
+from recsuite.models import encoders as E
+from recsuite.models import profiles as L
+from recsuite.models import semantic as S
 
 WORDS = "toy story golden eye four rooms action comedy drama thriller animation the a of film 1995 ( ) . ,".split()
 
@@ -306,9 +306,9 @@ def test_user_profiles_three_users_by_hand():
 
 def test_user_profiles_rejects_bad_input():
     items = np.eye(3, dtype=np.float32)
-    with pytest.raises(TypeError, match="history_csr"):
+    with pytest.raises(TypeError, match="history"):
         S.user_profiles(np.ones((2, 3)), items)
-    with pytest.raises(ValueError, match="history_csr has 4 item columns"):
+    with pytest.raises(ValueError, match="history has 4 item columns"):
         S.user_profiles(sp.csr_matrix((2, 4)), items)
     with pytest.raises(ValueError, match="item_vectors"):
         S.user_profiles(sp.csr_matrix((2, 3)), np.full((3, 3), np.nan))
@@ -335,7 +335,7 @@ def test_explain_by_hand():
 
 def tiny_movielens():
     """Four users, seven items, six interactions each, timestamps increasing: enough for make_protocol."""
-    from recsuite.data import MovieLens
+    from recsuite.data.movielens import MovieLens
 
     items = pd.DataFrame(
         {
@@ -358,7 +358,7 @@ def tiny_movielens():
 
 
 def test_item_vectors_follow_the_index_and_use_the_cache(tiny, tmp_path):
-    from recsuite.split import IndexMap
+    from recsuite.data.split import IndexMap
 
     items = items_frame()  # raw ids 1, 2, 3
     cache = tmp_path / "emb"
@@ -419,7 +419,7 @@ def test_content_scores_by_hand():
     np.testing.assert_allclose(S.content_scores(hist1, items, center=False), [[r, r, -r]], atol=1e-6)
     with pytest.raises(TypeError, match="center"):
         S.content_scores(hist, items, center="yes")
-    with pytest.raises(ValueError, match="history_csr has 2 item columns"):
+    with pytest.raises(ValueError, match="history has 2 item columns"):
         S.content_scores(sp.csr_matrix((3, 2)), items)
 
 
@@ -437,8 +437,8 @@ def test_cosine_scores_by_hand():
 
 
 def test_user_vectors_item_and_text_profiles(tiny, tmp_path):
-    from recsuite import llm
-    from recsuite.split import make_protocol
+    from recsuite.data.split import make_protocol
+    from recsuite.models import profiles
 
     data = tiny_movielens()
     proto = make_protocol(data.interactions, cold_frac=0.15, seed=0, all_item_ids=data.items.item_id)
@@ -451,7 +451,7 @@ def test_user_vectors_item_and_text_profiles(tiny, tmp_path):
 
     text = L.user_vectors("valid", "text-profile", center=False, **kw)
     users = data.users.set_index("user_id").loc[proto.index.user_ids].reset_index()  # index order, not file order
-    texts = llm.profile_texts(users, proto.train, data.items, progress=False)
+    texts = profiles.profile_texts(users, proto.train, data.items, progress=False)
     expected = S.encode_texts(texts.tolist(), tiny, device="cpu", cache=False, progress=False)
     assert text.shape == (4, 16) and text.dtype == np.float32
     np.testing.assert_allclose(text, expected, atol=1e-6)
@@ -517,7 +517,7 @@ def test_max_length_beyond_the_model_is_a_clear_error(tiny, tmp_path):
 
 
 def test_read_only_cache_folder_warns_and_returns(tiny, tmp_path, monkeypatch):
-    from recsuite import cache as C
+    from recsuite.core import cache as C
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

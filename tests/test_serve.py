@@ -1,4 +1,4 @@
-"""recsuite.serve: a real uvicorn server on a free loopback port, spoken to by a real httpx client.
+"""recsuite.serving.service: a real uvicorn server on a free loopback port, spoken to by a real httpx client.
 
 The service is built from a tiny catalogue made here (5 users x 8 items, scores and 3-D vectors chosen so
 every expected list can be checked by hand); the free-text path runs the packaged MiniLM on a few texts.
@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,8 +17,21 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsuite import semantic
-from recsuite.serve import MissingArtefacts, Service, UnknownUser, create_app, load_service, running
+from recsuite.course.serve import MissingArtefacts, load_service
+from recsuite.models import semantic
+from recsuite.serving.service import (
+    MAX_K,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    MAX_TITLES,
+    BadRequest,
+    Service,
+    ServiceFault,
+    ServiceUnavailable,
+    UnknownUser,
+    create_app,
+    running,
+)
 
 USER_IDS = [1, 2, 5, 8, 13]
 ITEM_IDS = [101, 102, 103, 104, 105, 106, 107, 108]
@@ -169,9 +183,10 @@ def test_cold_request_without_anything_to_go_on_is_a_422(served, body):
     assert r.status_code == 422, r.text
 
 
-def test_text_without_an_encoder_is_refused(served):
+def test_text_without_an_encoder_is_a_503_not_the_clients_fault(served):
     r = served.post("/recommend/cold", json={"text": "something"})
-    assert r.status_code == 422 and "encoder" in r.json()["detail"]
+    assert r.status_code == 503 and "built without one (encoder=None)" in r.json()["detail"]
+    assert served.post("/recommend/cold", json={"liked_titles": ["Alpha"], "k": 1}).status_code == 200  # still up
 
 
 def test_centred_cold_start_equals_the_content_recommender(csr):
@@ -251,8 +266,8 @@ def test_load_service_on_an_empty_home_names_the_lessons_and_builds_nothing(_iso
 
 
 def test_load_service_lists_only_what_is_missing(_isolated_home):
-    from recsuite import choices
-    from recsuite.split import load_protocol
+    from recsuite.course import choices
+    from recsuite.data.split import load_protocol
 
     choices.save("semantic.content", {"template": "title", "center": True}, load_protocol(), 0, notebook="a test")
     with pytest.raises(MissingArtefacts) as err:
@@ -266,7 +281,7 @@ def test_load_service_lists_only_what_is_missing(_isolated_home):
 
 def test_python_m_recsuite_serve_fails_at_start_with_the_message(_isolated_home):
     env = {**os.environ, "RECSUITE_HOME": str(_isolated_home), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "recsuite.serve", "--port", "0"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "recsuite.course.serve", "--port", "0"], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     assert "make run" in done.stderr and "notebooks/05_fusion.ipynb" in done.stderr
@@ -303,7 +318,7 @@ def test_service_refuses_arrays_that_do_not_fit(csr):
         Service(USER_IDS, ITEM_IDS, TITLES[:7], SCORES, csr(HISTORY, 8), VECTORS)
     with pytest.raises(ValueError, match="user_ids must list each id once"):
         Service([1, 1, 5, 8, 13], ITEM_IDS, TITLES, SCORES, csr(HISTORY, 8), VECTORS)
-    with pytest.raises(TypeError, match="service must be a recsuite.serve.Service"):
+    with pytest.raises(TypeError, match="service must be a recsuite.serving.service.Service"):
         create_app(object())
 
 
@@ -319,3 +334,119 @@ def test_explanations_are_semantic_explain_for_every_item():
         for it in s.recommend(u, 10):
             top, _ = semantic.explain(seen, it["item_id"], semantic.center(vectors), top=2)
             assert it["explanation"] == f"Because you watched Film {top[0]} and Film {top[1]}."
+
+
+# -- limits: a request beyond them is a 422 naming the limit, never an answer cut short ----------------------
+
+
+def fake_encoder(texts):
+    """Like Alpha (1, 0, 0) for any text, except the texts that make it misbehave as a broken encoder would."""
+    fake_encoder.calls.append(texts)
+    bad = {"nan please": np.full((1, 3), np.nan), "wrong shape please": np.ones((1, 2)),
+           "zeros please": np.zeros((1, 3)), "words please": [["a", "b", "c"]]}
+    if texts[0] == "raise please":
+        raise ValueError("the tokenizer broke")  # a ValueError inside the server is no fault of the client's
+    return bad.get(texts[0], np.tile([[1.0, 0.0, 0.0]], (len(texts), 1)))
+
+
+fake_encoder.calls = []
+
+
+@pytest.fixture(scope="module")
+def fake_served():
+    rows = [(u, i) for u, items in enumerate(HISTORY) for i in items]
+    history = sp.csr_matrix((np.ones(len(rows)), tuple(zip(*rows))), shape=(5, 8))
+    service = Service(USER_IDS, ITEM_IDS, TITLES, SCORES, history, VECTORS, encoder=fake_encoder)
+    with running(service) as url, client(url) as http:
+        yield http
+
+
+def test_a_text_over_max_text_chars_is_a_422_naming_the_limit_and_is_never_encoded(fake_served):
+    fake_encoder.calls.clear()
+    ok = fake_served.post("/recommend/cold", json={"text": "x" * MAX_TEXT_CHARS, "k": 1})
+    assert ok.status_code == 200 and ids(ok.json()) == [101]  # Alpha: what the fake encoder points at
+    r = fake_served.post("/recommend/cold", json={"text": "x" * 200_000, "k": 1})
+    assert r.status_code == 422, r.text
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "text"] and f"at most {MAX_TEXT_CHARS} characters" in err["msg"]
+    assert fake_encoder.calls == [["x" * MAX_TEXT_CHARS]]
+
+
+@pytest.mark.parametrize("titles, limit", [(["Alpha"] * (MAX_TITLES + 1), f"at most {MAX_TITLES} items"),
+                                           (["A" * (MAX_TITLE_CHARS + 1)], f"at most {MAX_TITLE_CHARS} characters")])
+def test_too_many_or_too_long_titles_are_a_422_naming_the_limit(fake_served, titles, limit):
+    r = fake_served.post("/recommend/cold", json={"liked_titles": titles})
+    assert r.status_code == 422, r.text
+    assert limit in r.json()["detail"][0]["msg"] and r.json()["detail"][0]["loc"][:2] == ["body", "liked_titles"]
+    assert fake_served.post("/recommend/cold", json={"liked_titles": ["Alpha"] * MAX_TITLES}).status_code == 200
+
+
+def test_the_limits_are_in_the_openapi_schema(fake_served):
+    schema = fake_served.get("/openapi.json").json()["components"]["schemas"]["ColdRequest"]["properties"]
+    assert {"maxLength": MAX_TEXT_CHARS}.items() <= schema["text"]["anyOf"][0].items()
+    titles = schema["liked_titles"]["anyOf"][0]
+    assert titles["maxItems"] == MAX_TITLES and titles["items"]["maxLength"] == MAX_TITLE_CHARS
+    assert schema["k"]["maximum"] == MAX_K
+
+
+def test_service_refuses_a_text_over_the_limit_in_python_too(csr):
+    s = tiny_service(csr, encoder=fake_encoder)
+    with pytest.raises(BadRequest, match=f"text must be at most MAX_TEXT_CHARS = {MAX_TEXT_CHARS} characters.*got 801"):
+        s.recommend_cold(text="y" * (MAX_TEXT_CHARS + 1))
+    with pytest.raises(ServiceUnavailable, match="encoder=None"):
+        tiny_service(csr).recommend_cold(text="a film")
+
+
+# -- server faults are 5xx, and only the client's faults 4xx -------------------------------------------------
+
+
+@pytest.mark.parametrize("text, status, detail", [
+    ("nan please", 500, "NaN"), ("wrong shape please", 500, "shape (1, 3)"), ("zeros please", 500, "zero vector"),
+    ("words please", 500, "numeric"), ("raise please", 500, "internal server error (ValueError)")])
+def test_a_misbehaving_encoder_is_a_500_with_a_clear_detail(fake_served, text, status, detail):
+    r = fake_served.post("/recommend/cold", json={"text": text, "k": 2})
+    assert r.status_code == status, r.text
+    assert detail in r.json()["detail"]
+    assert fake_served.get("/health").status_code == 200  # the server keeps answering
+
+
+def test_a_bad_encoder_output_is_a_service_fault_in_python(csr):
+    s = tiny_service(csr, encoder=fake_encoder)
+    with pytest.raises(ServiceFault, match="the encoder's output holds NaN"):
+        s.recommend_cold(text="nan please")
+    with pytest.raises(ServiceFault, match="zero vector"):
+        s.recommend_cold(["Alpha"], text="zeros please")
+
+
+def test_service_refuses_blank_titles(csr):
+    titles = list(TITLES)
+    titles[3] = "  "
+    with pytest.raises(ValueError, match=r"titles must be non-empty, got an empty or blank title at "
+                                         r"item index\(es\) \[3\]"):
+        Service(USER_IDS, ITEM_IDS, titles, SCORES, csr(HISTORY, 8), VECTORS)
+
+
+def test_running_refuses_an_unknown_log_level(csr):
+    with pytest.raises(ValueError, match="log_level must be one of"):
+        with running(tiny_service(csr), log_level="loud"):
+            pass
+
+
+def test_running_reports_a_server_that_died_while_serving(csr, monkeypatch):
+    import asyncio
+
+    import uvicorn
+
+    die = threading.Event()
+
+    async def main_loop(self):  # serves until told to die, then fails as a broken event loop would
+        while not die.is_set():
+            await asyncio.sleep(0.01)
+        raise OSError("the event loop broke")
+
+    monkeypatch.setattr(uvicorn.Server, "main_loop", main_loop)
+    with pytest.raises(RuntimeError, match="failed while serving: OSError.*event loop broke"):
+        with running(tiny_service(csr)) as url:
+            with client(url) as http:
+                assert http.get("/health").status_code == 200
+            die.set()

@@ -1,14 +1,18 @@
-"""recsuite.spark on tiny data with one shared local[1] session: parity with the single-machine package."""
+"""recsuite.scale.spark on tiny data with one shared local[1] session: parity with the single-machine package."""
 
+import os
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import metrics as M
-from recsuite import spark as S
-from recsuite.split import make_protocol
+from recsuite.data.split import make_protocol
+from recsuite.evaluation import metrics as M
+from recsuite.scale import cost
+from recsuite.scale import spark as S
 
 COLS = ["user_id", "item_id", "rating", "timestamp"]
 
@@ -116,8 +120,8 @@ def test_topk_array_pads_with_minus_one(spark):
 
 def test_synthetic_interactions_keep_the_sparsity_pattern():
     log = tiny_log(0)
-    assert S.synthetic_interactions(log, 1).equals(log[COLS])
-    big = S.synthetic_interactions(log, 3, seed=1)
+    assert cost.synthetic_interactions(log, 1).equals(log[COLS])
+    big = cost.synthetic_interactions(log, 3, seed=1)
     assert len(big) == 3 * len(log) and big.user_id.nunique() == 3 * log.user_id.nunique()
     assert not big.duplicated(["user_id", "item_id"]).any()
     assert sorted(big.groupby("user_id").size()) == sorted(np.repeat(log.groupby("user_id").size().to_numpy(), 3))
@@ -125,11 +129,11 @@ def test_synthetic_interactions_keep_the_sparsity_pattern():
     copy = big.iloc[len(log): 2 * len(log)].reset_index(drop=True)
     changed = (copy.item_id != log.item_id).mean()
     assert 0.03 < changed < 0.2  # about 10 % swapped
-    assert S.synthetic_interactions(log, 3, seed=1).equals(big)
+    assert cost.synthetic_interactions(log, 3, seed=1).equals(big)
 
 
 def test_embed_texts_on_workers_matches_encode_texts(spark):
-    from recsuite.semantic import encode_texts
+    from recsuite.models.semantic import encode_texts
 
     texts = ["Toy Story (1995), animation", "Heat (1995), crime thriller", "a film", "Fargo (1996)", "x " * 40]
     got = S.embed_texts(spark, texts, batch_size=2, partitions=2)
@@ -162,13 +166,107 @@ def test_bad_input_gets_clear_errors(spark):
     with pytest.raises(ValueError, match="metrics"):
         S.ranking_metrics(frame.withColumn("rank", frame.rating), frame, metrics=("mrr",))
     with pytest.raises(ValueError, match="scale"):
-        S.synthetic_interactions(log, 0)
+        cost.synthetic_interactions(log, 0)
     with pytest.raises(ValueError, match="engine"):
-        S.cost_run("dask")
+        cost.cost_run("dask")
 
 
 def test_cost_run_measures_a_fresh_process():
-    out = S.cost_run("implicit", scale=1, rank=8, iterations=2)
-    assert set(out["seconds"]) == set(S.STEPS) and out["seconds"]["fit"] > 0
+    out = cost.cost_run("implicit", scale=1, rank=8, iterations=2)
+    assert set(out["seconds"]) == set(cost.STEPS) and out["seconds"]["fit"] > 0
     assert out["interactions"] == 100_000 and 0 < out["ndcg@10"] < 1
     assert out["peak_mb"] > 50 and out["wall_s"] >= out["total_s"]
+
+
+def _marked(marker: str) -> list:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("RECSUITE_COST_RUN_TEST") == marker and p.status() != psutil.STATUS_ZOMBIE:
+                found.append((p.pid, p.name()))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def test_cost_run_raises_on_timeout_and_leaves_no_process(monkeypatch):
+    marker = f"{os.getpid()}-{time.time_ns()}"
+    monkeypatch.setenv("RECSUITE_COST_RUN_TEST", marker)  # inherited by the child and by anything it starts
+    with pytest.raises(TimeoutError, match="timeout"):
+        cost.cost_run("implicit", scale=1, timeout=2, rank=4, iterations=1)
+    assert _marked(marker) == []
+
+
+def test_a_timed_out_run_ends_its_grandchildren_too():
+    """The JVM is the run's child's child: killing the child alone would leave it running."""
+    import psutil
+
+    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], **cost._NEW_GROUP)
+    root = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    while not root.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = root.children(recursive=True)
+    assert tree, "the test's child did not start its grandchild"
+    cost._end_tree(proc)
+    assert proc.returncode is not None
+    alive = [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+
+
+def test_a_session_leaves_no_checkpoint_folder_behind_after_stop(tmp_path):
+    """Each session() used to leave a mkdtemp checkpoint folder; now Spark deletes it when the session stops."""
+    import json
+
+    code = ("import json, os; from recsuite.scale import spark as S; "
+            "s = S.session('local[1]', driver_memory='512m', partitions=1); "
+            "rdd = s.sparkContext.parallelize(range(4)); rdd.checkpoint(); rdd.count(); "
+            "d = s.sparkContext.getCheckpointDir().removeprefix('file:'); "
+            "before = sorted(os.listdir(d)); s.stop(); print(json.dumps([d, before]))")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # a folder Python's tempfile made would land here
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    folder, before = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before, "the RDD was not checkpointed into the session's folder"
+    assert not os.path.exists(folder) and not os.path.exists(os.path.dirname(folder))
+    assert not list(tmp_path.glob("recsuite-spark-checkpoints-*"))
+
+
+def test_bad_arguments_are_refused_before_spark_starts():
+    with pytest.raises(ValueError, match="app_name must be a non-empty str"):
+        S.session("local[1]", app_name=" ")
+    with pytest.raises(TypeError, match="checkpoint_dir must be None, a str or a path, got 3"):
+        S.session("local[1]", checkpoint_dir=3)
+    with pytest.raises(TypeError, match="java_home must be a str or a path"):
+        S.java_version(None)
+    with pytest.raises(TypeError, match="spark must be a pyspark.sql.SparkSession"):
+        S.to_spark("spark", tiny_log(0))
+    with pytest.raises(TypeError, match="spark must be a pyspark.sql.SparkSession"):
+        S.embed_texts(None, ["a film"])
+
+
+def test_topk_array_refuses_bad_lists():
+    proto = make_protocol(tiny_log(0), seed=0)
+    top = pd.DataFrame({"user_id": [3, 3, 13], "rank": [1, 2, 1], "item_id": [1, 8, 15]})
+    with pytest.raises(TypeError, match="index must be a recsuite.data.split.IndexMap"):
+        S.topk_array(top, "index", k=3)
+    with pytest.raises(TypeError, match=r"top\['rank'\] must hold integers, got dtype float64"):
+        S.topk_array(top.assign(rank=[1.0, np.nan, 1.0]), proto.index, k=3)
+    with pytest.raises(ValueError, match=r"one item per \(user_id, rank\).*user_id 3 rank 1"):
+        S.topk_array(top.assign(rank=[1, 1, 1]), proto.index, k=3)
+    with pytest.raises(TypeError, match="top must be a pyspark.sql.DataFrame"):
+        S.topk_array([[3, 1, 1]], proto.index, k=3)
+
+
+def test_split_ratios_and_metrics_of_the_wrong_kind_are_named(spark):
+    frame = S.to_spark(spark, tiny_log(0))
+    with pytest.raises(TypeError, match="ratios must be three non-negative numbers"):
+        S.split(frame, ratios=("most", "some", "rest"))
+    top = frame.withColumn("rank", frame.rating)
+    for metrics in (None, "ndcg"):
+        with pytest.raises(TypeError, match="metrics must be a tuple of names"):
+            S.ranking_metrics(top, frame, metrics=metrics)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite import split as S
+from recsuite.data import split as S
 
 
 def log(n_users=6, n_items=20, per_user=10, seed=0):
@@ -71,8 +71,8 @@ def test_protocol_has_no_leakage_and_consistent_indices(tmp_path):
     np.testing.assert_array_equal(p.index.item_ids[p.train.item_idx], p.train.item_id)
     # history masks exactly the past
     assert (p.history("test") - (p.csr("train") + p.csr("valid"))).nnz == 0
-    assert p.allowed_mask("cold_test").sum() == len(cold)
-    assert not np.any(p.allowed_mask("test")[p.cold_items])
+    assert p.catalogue("cold_test").sum() == len(cold)
+    assert not np.any(p.catalogue("test")[p.cold_items])
     p.save(tmp_path / "proto")
     q = S.Protocol.load(tmp_path / "proto")
     for part in ("train", "valid", "test", "cold_test"):
@@ -129,8 +129,8 @@ def test_evaluate_topk_equals_evaluate_and_rejects_protocol_violations():
 def test_per_user_and_compare_use_the_protocol_masks():
     import pandas as pd
 
-    from recsuite import metrics as M
-    from recsuite.split import make_protocol
+    from recsuite.data.split import make_protocol
+    from recsuite.evaluation import bootstrap
 
     rng = np.random.default_rng(0)
     rows = [(u, i, 100 * u + t) for u in range(30) for t, i in enumerate(rng.choice(40, 15, replace=False))]
@@ -141,7 +141,7 @@ def test_per_user_and_compare_use_the_protocol_masks():
     assert len(per) == proto.n_users and np.isclose(per.mean(), proto.evaluate(a, "test", k=5)["ndcg@5"])
     np.testing.assert_array_equal(proto.per_user(topk=proto.rank(a, "test", 5), eval_set="test", k=5), per)
     r = proto.compare(a, b, "test", k=5, n_boot=200, seed=1)
-    assert r == M.paired_bootstrap(per, proto.per_user(b, "test", k=5), n_boot=200, seed=1)
+    assert r == bootstrap.paired_bootstrap(per, proto.per_user(b, "test", k=5), n_boot=200, seed=1)
     assert proto.compare(a, a, "test", k=5, n_boot=200).verdict() == "indistinguishable"
     with pytest.raises(ValueError, match="exactly one of scores"):
         proto.per_user(a, "test", topk=proto.rank(a, "test", 5))
@@ -199,13 +199,11 @@ def test_two_processes_saving_one_protocol_both_succeed(tmp_path):
 def test_load_protocol_rebuilds_a_damaged_cache(tmp_path, monkeypatch):
     import types
 
-    from recsuite import data, paths
-
     df = log()
     ml = types.SimpleNamespace(interactions=df, users=pd.DataFrame({"user_id": df.user_id.unique()}),
                                items=pd.DataFrame({"item_id": df.item_id.unique()}))
-    monkeypatch.setattr(data, "load_movielens_100k", lambda *a, **k: ml)
-    monkeypatch.setattr(paths, "data_home", lambda *a, **k: tmp_path)
+    monkeypatch.setattr(S, "load_movielens_100k", lambda *a, **k: ml)
+    monkeypatch.setattr(S, "data_home", lambda *a, **k: tmp_path)
     first = S.load_protocol(cold_frac=0.2)
     (folder,) = (tmp_path / "processed").iterdir()
     (folder / "train.csv.gz").write_bytes(b"\x1f\x8b")  # truncated
@@ -239,11 +237,26 @@ _DF = log()
         (lambda: S.cold_item_split(_DF, frac="0.1"), TypeError, "frac"),
         (lambda: S.cold_item_split(_DF, seed=-1), ValueError, "seed"),
         (lambda: S.cold_item_split(_DF, seed=1.5), TypeError, "seed"),
-        (lambda: S.make_protocol(_with(_DF, user_id=_DF.user_id.astype(str))), TypeError, "'user_id'"),
+        (lambda: S.make_protocol(_with(_DF, user_id=[1] + ["u"] * (len(_DF) - 1))), TypeError, "'user_id'"),
         (lambda: S.make_protocol(_with(_DF, item_id=_DF.item_id.astype(float))), TypeError, "'item_id'"),
         (lambda: S.make_protocol(_DF, all_item_ids=["a"]), TypeError, "all_item_ids"),
         (lambda: S.make_protocol(pd.concat([_DF, _DF.iloc[:1]])), ValueError, "repeats"),
         (lambda: S.to_csr(_DF, 7, 200), ValueError, "user_idx"),
+        (lambda: S.temporal_user_split(pd.concat([_DF, _DF.iloc[:2]])), ValueError, "interactions repeats 2"),
+        (lambda: S.temporal_user_split(_DF, ("0.8", "0.1", "0.1")), ValueError, "ratios"),
+        (lambda: S.make_protocol(_with(_DF, rating="4")), TypeError, r"interactions\['rating'\] must hold numbers"),
+        (lambda: S.make_protocol(_with(_DF, rating=np.nan)), ValueError, r"interactions\['rating'\] holds"),
+        (lambda: S.make_protocol(_with(_DF, timestamp=pd.Timestamp("2020-01-01"))), TypeError, "'timestamp'"),
+        (lambda: S.make_protocol(_with(_DF, user_id=True)), TypeError, "'user_id'"),
+        (lambda: S.make_protocol(_DF, seed=-1), ValueError, "seed"),
+        (lambda: S.make_protocol(_DF, cold_frac=2.0), ValueError, "cold_frac"),
+        (lambda: S.make_protocol(_DF, all_user_ids=[[1, 2]]), ValueError, "all_user_ids must be a 1-D"),
+        (lambda: S.load_protocol(cache="yes"), TypeError, "cache"),
+        (lambda: S.load_protocol(ratios=(0.5, 0.6, -0.1)), ValueError, "ratios"),
+        (lambda: S.IndexMap(np.array([3, 1]), np.array([1])), ValueError, "user_ids must be sorted distinct ids"),
+        (lambda: S.IndexMap(np.array([1]), np.array([], dtype=int)), ValueError, "item_ids must be sorted"),
+        (lambda: S.IndexMap.from_ids([1], [np.nan, 2.0]), ValueError, "item_ids holds 1 missing ids"),
+        (lambda: S.IndexMap.from_ids([1], [b"sku"]), TypeError, "item_ids must hold integer or str ids"),
     ],
 )
 def test_bad_input_is_refused_naming_the_argument(call, error, message):
@@ -261,14 +274,136 @@ def test_protocol_rank_names_scores_and_its_shape():
         p.frame("nope")
 
 
-def test_string_ids_are_refused_before_a_protocol_that_cannot_be_loaded(tmp_path):
-    df = log()
+def test_integer_ids_save_as_before_int_arrays_in_index_npz(tmp_path):
+    p = S.make_protocol(log(), cold_frac=0.2, seed=0)
+    p.save(tmp_path / "p")
+    with np.load(tmp_path / "p" / "index.npz") as z:  # the format existing caches have
+        assert z.files == ["user_ids", "item_ids"] and z["user_ids"].dtype == np.int64
+        np.testing.assert_array_equal(z["item_ids"], p.index.item_ids)
+    q = S.Protocol.load(tmp_path / "p")
+    np.testing.assert_array_equal(q.index.user_ids, p.index.user_ids)
+    assert q.frame("train").equals(p.frame("train"))
+
+
+# ids that a CSV or NumPy could change on the way: leading zeros, NA markers, quotes, commas, spaces, non-ASCII,
+# a line break, digits only
+_ODD_IDS = ["007", "NA", "null", "a,b", 'x"y', " sp", "ünï", "nan", "\\N", "line\nbreak", "7", "0"]
+
+
+def _string_log():
+    df = log(n_users=4, n_items=12)
+    users = {u: f"user-{u}" for u in df.user_id.unique()}
+    items = dict(zip(sorted(df.item_id.unique()), _ODD_IDS))
+    return df.assign(user_id=df.user_id.map(users), item_id=df.item_id.map(items))
+
+
+def test_string_ids_make_a_protocol_that_saves_and_loads_exactly(tmp_path):
+    df = _string_log()
+    p = S.make_protocol(df, cold_frac=0.2, seed=0, all_item_ids=["never-rated"])
+    assert p.index.item_ids.dtype == object and p.index.item_ids.tolist() == sorted(set(_ODD_IDS) | {"never-rated"})
+    np.testing.assert_array_equal(p.index.item_ids[p.train.item_idx], p.train.item_id)
+    assert p.index.user_index(["user-3"]).tolist() == [2]
+    p.save(tmp_path / "p")
+    q = S.Protocol.load(tmp_path / "p")
+    assert q.index.item_ids.tolist() == p.index.item_ids.tolist()
+    assert [type(i) for i in q.index.item_ids] == [str] * p.n_items
+    for part in ("train", "valid", "test", "cold_test"):
+        assert q.frame(part).equals(p.frame(part)), part
+    S.IndexMap(p.index.user_ids, p.index.item_ids).save(tmp_path / "idx")  # exactly this name, no ".npz" added
+    back = S.IndexMap.load(tmp_path / "idx")
+    assert back.item_ids.tolist() == p.index.item_ids.tolist() and back.user_ids.tolist() == p.index.user_ids.tolist()
+    with pytest.raises(TypeError, match="item ids must be str ids like the index's"):
+        p.index.item_index([100])
+
+
+def test_string_id_dtype_does_not_matter_and_float_or_missing_ids_are_refused():
+    df = _string_log()
+    a = S.make_protocol(df, cold_frac=0.2, seed=0)
+    b = S.make_protocol(df.astype({"user_id": "string", "item_id": "string"}), cold_frac=0.2, seed=0)
+    for part in ("train", "cold_test"):
+        assert a.frame(part).equals(b.frame(part))
+    with pytest.raises(TypeError, match=r"interactions\['item_id'\] must hold integer or str ids.*float64"):
+        S.make_protocol(log().astype({"item_id": float}))
+    with pytest.raises(ValueError, match=r"interactions\['item_id'\] holds 1 missing ids"):
+        S.make_protocol(log().astype({"item_id": float}).assign(item_id=lambda d: d.item_id.where(d.index != 3)))
+    with pytest.raises(ValueError, match=r"interactions\['user_id'\] holds 1 missing ids"):
+        S.make_protocol(df.assign(user_id=df.user_id.where(df.index != 0, None)))
+    with pytest.raises(ValueError, match="empty ids"):
+        S.make_protocol(df.assign(user_id=df.user_id.where(df.index != 0, "")))
+    with pytest.raises(ValueError, match="NUL"):
+        S.make_protocol(df.assign(item_id=["z\x00"] + df.item_id.tolist()[1:]))
+
+
+def test_float_ratings_and_timestamps_survive_save_and_load(tmp_path):
+    df = log().astype({"rating": float, "timestamp": float})
+    df["rating"] = np.linspace(0.5, 5, len(df)) / 3  # not short decimals: a CSV must keep every digit
+    df["timestamp"] = df["timestamp"] + 0.1
     p = S.make_protocol(df, cold_frac=0.2, seed=0)
     p.save(tmp_path / "p")
     q = S.Protocol.load(tmp_path / "p")
-    np.testing.assert_array_equal(q.index.user_ids, p.index.user_ids)
-    with pytest.raises(TypeError, match="map string or float ids to integers"):
-        S.make_protocol(df.assign(user_id="u" + df.user_id.astype(str)))
+    for part in ("train", "valid", "test", "cold_test"):
+        assert q.frame(part).equals(p.frame(part)), part
+
+
+def test_to_csr_refuses_repeated_pairs_instead_of_summing_them():
+    df = pd.DataFrame({"user_idx": [0, 0, 1], "item_idx": [1, 1, 0], "rating": [4.0, 5.0, 3.0]})
+    with pytest.raises(ValueError, match=r"df repeats 1 \(user_idx, item_idx\) pairs \(first \[0, 1\]\)"):
+        S.to_csr(df, 2, 2, values="rating")
+    with pytest.raises(ValueError, match="df repeats 1"):
+        S.to_csr(df, 2, 2)
+    m = S.to_csr(df.iloc[1:], 2, 2, values="rating")
+    assert m.toarray().tolist() == [[0.0, 5.0], [3.0, 0.0]]
+    with pytest.raises(ValueError, match="NaN"):
+        S.to_csr(df.iloc[1:].assign(rating=[np.nan, 1.0]), 2, 2, values="rating")
+    with pytest.raises(TypeError, match="values must be a str"):
+        S.to_csr(df, 2, 2, values=2)
+
+
+def test_the_csr_memo_follows_a_frame_that_changed():
+    p = S.make_protocol(log(), cold_frac=0.2, seed=0)
+    before = p.history("valid").nnz
+    p.train = p.train.iloc[1:]  # replaced
+    assert p.history("valid").nnz == before - 1
+    test_nnz = p.csr("test").nnz
+    p.test.drop(index=p.test.index[:2], inplace=True)  # edited in place: same object
+    assert p.csr("test").nnz == test_nnz - 2
+    first = p.valid.index[0]
+    u, i = int(p.valid.at[first, "user_idx"]), int(p.valid.at[first, "item_idx"])
+    free = next(j for j in range(p.n_items) if p.csr("valid")[u, j] == 0 and p.history("test")[u, j] == 0)
+    p.valid.loc[first, "item_idx"] = free  # one index changed in place
+    assert p.csr("valid")[u, free] == 1 and p.csr("valid")[u, i] == 0
+
+
+def test_a_protocol_needs_two_items_and_a_warm_one():
+    one = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [5, 5, 5], "rating": 4, "timestamp": [1, 2, 3]})
+    for call in (lambda: S.make_protocol(one), lambda: S.cold_item_split(one)):
+        with pytest.raises(ValueError, match="interactions must hold at least 2 distinct items.*got 1"):
+            call()
+    two = pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6], "rating": 4, "timestamp": [1, 2]})
+    with pytest.raises(ValueError, match="frac=0.9 of 2 items holds out all 2 of them"):
+        S.make_protocol(two, cold_frac=0.9)
+    warm, cold = S.cold_item_split(two, frac=0.5)
+    assert len(warm) == len(cold) == 1
+
+
+def test_load_protocol_lets_a_bug_propagate_and_keeps_the_cache(tmp_path, monkeypatch):
+    import types
+
+    df = log()
+    ml = types.SimpleNamespace(interactions=df, users=pd.DataFrame({"user_id": df.user_id.unique()}),
+                               items=pd.DataFrame({"item_id": df.item_id.unique()}))
+    monkeypatch.setattr(S, "load_movielens_100k", lambda *a, **k: ml)
+    monkeypatch.setattr(S, "data_home", lambda *a, **k: tmp_path)
+    S.load_protocol(cold_frac=0.2)
+    (folder,) = (tmp_path / "processed").iterdir()
+
+    def buggy(cls, folder):
+        raise RuntimeError("a bug in the loader")
+
+    monkeypatch.setattr(S.Protocol, "load", classmethod(buggy))
+    with pytest.raises(RuntimeError, match="a bug in the loader"):
+        S.load_protocol(cold_frac=0.2)
+    assert (folder / "params.json").is_file()  # not deleted as if it were damaged
 
 
 def test_short_lists_are_padded_with_minus_one_and_evaluate_cleanly():
@@ -286,14 +421,14 @@ def test_short_lists_are_padded_with_minus_one_and_evaluate_cleanly():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda p: S.IndexMap.from_ids(["a", "b"], [1]), TypeError, "user_ids"),
+        (lambda p: S.IndexMap.from_ids(["a", 1], [1]), TypeError, "user_ids"),
         (lambda p: S.IndexMap.from_ids([1], [1.5]), TypeError, "item_ids"),
         (lambda p: p.index.user_index([99999]), ValueError, "not in the index"),
         (lambda p: p.frame(0), ValueError, "name must be one of"),
         (lambda p: p.csr("nope"), ValueError, "name must be one of"),
         (lambda p: p.history("train"), ValueError, "eval_set must be one of"),
         (lambda p: p.history_frame("x"), ValueError, "eval_set must be one of"),
-        (lambda p: p.allowed_mask("x"), ValueError, "eval_set must be one of"),
+        (lambda p: p.catalogue("x"), ValueError, "eval_set must be one of"),
         (lambda p: p.item_popularity("x"), ValueError, "eval_set must be one of"),
         (lambda p: p.sequences("train"), ValueError, "eval_set must be one of"),
         (lambda p: p.rank(np.zeros((p.n_users, p.n_items)), "test", 0), ValueError, "k must be"),
@@ -307,6 +442,11 @@ def test_short_lists_are_padded_with_minus_one_and_evaluate_cleanly():
         (lambda p: S.to_csr(p.train, 0, p.n_items), ValueError, "n_users"),
         (lambda p: S.to_csr(p.train, 2, p.n_items), ValueError, "user_idx"),
         (lambda p: S.to_csr(p.train, p.n_users, p.n_items, values="nope"), ValueError, "missing"),
+        (lambda p: p.index.user_index(["a"]), TypeError, "user ids must be integer ids"),
+        (lambda p: p.index.item_index([1.5]), TypeError, "item ids must hold integer or str ids"),
+        (lambda p: p.save(3), TypeError, "folder"),
+        (lambda p: S.Protocol.load(None), TypeError, "folder"),
+        (lambda p: p.index.save(5), TypeError, "path"),
     ],
 )
 def test_protocol_methods_refuse_bad_input(call, error, message):

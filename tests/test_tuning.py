@@ -1,10 +1,10 @@
-"""recsuite.tuning: selection rules that round before they compare, and break ties by simplicity."""
+"""recsuite.evaluation.selection: selection rules that round before they compare, and break ties by simplicity."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsuite.tuning import best_within, one_se_rule
+from recsuite.evaluation.selection import best_within, one_se_rule
 
 
 def grid():

@@ -1,0 +1,1 @@
+"""Combining models: score fusion, the two-stage LambdaRank ranker, re-ranking for diversity and calibration."""

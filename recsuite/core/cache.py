@@ -1,0 +1,132 @@
+"""Atomic, self-describing ``.npz`` caches: one array stored with the JSON key it was computed from.
+
+The cache-or-compute helpers (``semantic.encode_texts``, ``artifacts.cf_scores``, ``artifacts.fused_scores``) name
+a file by a digest of their key and store the key inside it. A file that is absent, truncated, not ours,
+or holds another key reads as a miss, and the caller recomputes and overwrites it. A write goes to a
+temporary file in the same folder that is then renamed into place, so a concurrent reader sees either
+the old file or the whole new one, never half of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from recsuite.core import checks
+
+__all__ = ["atomic_write", "key_digest", "read_array", "write_array", "write_or_warn"]
+
+
+def _key_json(key) -> str:
+    """``key`` as sorted JSON; a key that is not a dict of finite JSON data is refused, naming ``key``."""
+    if not isinstance(key, dict):
+        raise TypeError(f"key must be a dict of JSON data (the settings the array was computed from), "
+                        f"got {checks.describe(key)}")
+    try:
+        return json.dumps(key, sort_keys=True, allow_nan=False)
+    except TypeError as err:  # a NumPy scalar, a set, an object, or keys of mixed types
+        raise TypeError(f"key must hold only JSON data (str, int, float, bool, None, lists, dicts), got {err}") from None
+    except ValueError:
+        raise ValueError("key holds NaN or inf; expected finite numbers, so that the stored key reads back equal") from None
+
+
+def _path(value) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike file name, got {checks.describe(value)}")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"path must be a non-empty file name, got {value!r}")
+    return Path(value)
+
+
+def _array_name(value) -> str:
+    name = checks.text("name", value)
+    if name == "meta":
+        raise ValueError("name must not be 'meta': that entry holds the key")
+    return name
+
+
+def key_digest(key: dict, length: int = 20) -> str:
+    """Hex digest of a JSON-serialisable key (sorted keys, so dict order does not matter)."""
+    text = _key_json(key)
+    length = checks.integer("length", length, low=1, high=64)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def read_array(path, key: dict, name: str):
+    """The array ``name`` stored in ``path`` with exactly ``key``, or None (absent, unreadable or another key)."""
+    path, name = _path(path), _array_name(name)
+    want = json.loads(_key_json(key))  # as it reads back: tuples are lists, dict keys are str
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            array = z[name]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # JSONDecodeError is a ValueError
+        return None
+    return array if meta == want else None
+
+
+def atomic_write(path, write, text: bool = False, prefix: str | None = None, mode: int | None = None) -> Path:
+    """Fill ``path`` all at once: ``write(fh)`` writes a temporary file in the same folder, renamed into place.
+
+    A concurrent reader sees the old file or the whole new one; concurrent writers leave one whole file.
+    ``mode`` sets the file's permissions (``mkstemp`` makes it 0600); the folder is created when missing.
+    """
+    path = _path(path)
+    if not callable(write):
+        raise TypeError(f"write must be a function write(fh) that fills the file, got {checks.describe(write)}")
+    text = checks.flag("text", text)
+    if prefix is not None:
+        prefix = checks.text("prefix", prefix, empty=True)
+        if os.sep in prefix or (os.altsep and os.altsep in prefix):
+            raise ValueError(f"prefix must be a file-name prefix without a path separator, got {prefix!r}")
+    if mode is not None:
+        mode = checks.integer("mode", mode, low=0, high=0o7777)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem if prefix is None else prefix, suffix=".tmp")
+    try:
+        with (os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")) as fh:
+            write(fh)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_array(path, key: dict, name: str, array) -> None:
+    """Store ``array`` under ``name`` together with ``key`` in ``path``, atomically."""
+    path, name, meta = _path(path), _array_name(name), _key_json(key)
+    try:
+        a = np.asarray(array)
+    except ValueError:  # a ragged list: NumPy cannot make one array of it
+        raise TypeError(f"array must be a numeric or str array (one shape), got {checks.describe(array)}") from None
+    if a.dtype.hasobject:  # np.load(allow_pickle=False) could never read it back: a cache that always misses
+        raise TypeError(f"array must be a numeric or str array, got {checks.describe(a)}")
+    atomic_write(path, lambda fh: np.savez(fh, **{name: a}, meta=np.array(meta)))
+
+
+def write_or_warn(path, key: dict, name: str, array, what: str = "cache", stacklevel: int = 3) -> bool:
+    """``write_array``, but a folder that cannot be written (read-only, full) warns instead of raising.
+
+    The caller has already computed ``array`` and returns it either way: a cache that cannot be kept
+    costs a recomputation next time, never the answer. Returns whether the file was written.
+    """
+    what = checks.text("what", what)
+    stacklevel = checks.positive_int("stacklevel", stacklevel)
+    try:
+        write_array(path, key, name, array)
+    except OSError as err:
+        warnings.warn(f"could not write the {what} {path} ({err.__class__.__name__}: {err}); the result is "
+                      "returned but will be computed again next time", RuntimeWarning, stacklevel=stacklevel)
+        return False
+    return True

