@@ -58,7 +58,7 @@ def main(n_items):
         numpy_ids = numpy_topk(items, queries, K)
         numpy_ms.append(1000.0 * (time.perf_counter() - start) / N_QUERIES)
     # The NumPy peer is exact too: it must agree with faiss's exact search (up to ties).
-    exact_scores, exact_ids = ann.search(ann.build_index(items, "exact"), queries, K)
+    exact_ids, exact_scores = ann.search(ann.build_index(items, "exact"), queries, K)
     exact_true = ann.scores_of(items, queries, exact_ids)
     numpy_recall = ann.recall_at_k(numpy_ids, exact_ids, K, found_scores=ann.scores_of(items, queries, numpy_ids),
                                    exact_scores=exact_true)

@@ -55,7 +55,7 @@ def test_catalogue_is_clustered_not_uniform_noise():
 def test_exact_search_equals_numpy_argsort_of_inner_products():
     rng = np.random.default_rng(0)
     items, queries = unit(rng, 200, 16), unit(rng, 7, 16)
-    scores, ids = ann.search(ann.build_index(items, "exact"), queries, 5)
+    ids, scores = ann.search(ann.build_index(items, "exact"), queries, 5)
     truth = queries @ items.T
     want = np.argsort(-truth, axis=1)[:, :5]
     assert ids.dtype == np.int64 and scores.dtype == np.float32 and ids.shape == (7, 5)
@@ -110,19 +110,19 @@ def test_scores_of_is_the_inner_product_and_nan_for_missing(block_bytes, monkeyp
 def test_hnsw_with_a_generous_ef_finds_the_exact_neighbours(small, exact_small):
     items, queries = small
     index = ann.build_index(items, "hnsw", M=16)
-    _, ids = ann.search(index, queries, 10, ef_search=256)
-    assert ann.recall_at_k(ids, exact_small[1], 10) >= 0.95
+    ids, _ = ann.search(index, queries, 10, ef_search=256)
+    assert ann.recall_at_k(ids, exact_small[0], 10) >= 0.95
     assert index.hnsw.efSearch == 16  # the knob applied to that call only
 
 
 def test_ivfpq_returns_valid_ids_and_recall_below_exact():
     items, queries = ann.synthetic_catalogue(3000, dim=32, n_queries=100, seed=1)
-    _, exact_ids = ann.search(ann.build_index(items, "exact"), queries, 10)
+    exact_ids, _ = ann.search(ann.build_index(items, "exact"), queries, 10)
     index = ann.build_index(items, "ivfpq", seed=0, nbits=6)
     assert index.nlist == 3000 // 39 and index.pq.M == 32 // 8  # the documented defaults
     recalls = {}
     for nprobe in (1, 32):
-        scores, ids = ann.search(index, queries, 10, nprobe=nprobe)
+        ids, scores = ann.search(index, queries, 10, nprobe=nprobe)
         assert ids.shape == (100, 10) and ids.min() >= 0 and ids.max() < len(items)
         assert all(len(set(row)) == 10 for row in ids.tolist())
         recalls[nprobe] = ann.recall_at_k(ids, exact_ids, 10)
@@ -134,8 +134,8 @@ def test_ivfpq_returns_valid_ids_and_recall_below_exact():
 def test_ivfpq_build_is_deterministic_in_seed():
     items, queries = ann.synthetic_catalogue(1500, dim=16, n_queries=30, seed=2)
     params = dict(nlist=8, m=4, nbits=4)
-    a = ann.search(ann.build_index(items, "ivfpq", seed=5, **params), queries, 5, nprobe=2)[1]
-    b = ann.search(ann.build_index(items, "ivfpq", seed=5, **params), queries, 5, nprobe=2)[1]
+    a = ann.search(ann.build_index(items, "ivfpq", seed=5, **params), queries, 5, nprobe=2)[0]
+    b = ann.search(ann.build_index(items, "ivfpq", seed=5, **params), queries, 5, nprobe=2)[0]
     assert np.array_equal(a, b)
     c = ann.build_index(items, "ivfpq", seed=6, **params)
     d = ann.build_index(items, "ivfpq", seed=5, **params)
@@ -192,7 +192,7 @@ def test_sweep_counts_a_tie_with_the_exact_kth_item_as_found():
     items = unit(rng, 300, 8).astype(np.float32)
     items[1] = items[0]
     queries = items[:1].copy()
-    exact_scores, exact_ids = ann.search(ann.build_index(items, "exact"), queries, 1)
+    exact_ids, exact_scores = ann.search(ann.build_index(items, "exact"), queries, 1)
     other = np.array([[1 - exact_ids[0, 0]]])  # the twin exact search did not return
     found_scores = ann.scores_of(items, queries, other)
     assert ann.recall_at_k(other, exact_ids, 1) == 0.0

@@ -46,6 +46,28 @@ def test_rerank_scores_scores_every_candidate_of_every_user(model):
     np.testing.assert_allclose(got.ravel(), want, atol=1e-5)
 
 
+def test_a_cross_encoder_and_a_catalogue_scorer_answer_one_candidate_interface(model):
+    import scipy.sparse as sp
+
+    from recsuite.models.base import CandidateScorer, ScorerOnCandidates
+    from recsuite.models.ease import fit_ease
+
+    cands = np.array([[0, 1, 2], [3, 2, 1]])
+    ranker = crossenc.CrossEncoderRanker(model, QUERIES, ITEMS, batch_size=2)
+    assert isinstance(ranker, CandidateScorer)
+    got = ranker.score_candidates([2, 0], cands)
+    np.testing.assert_allclose(got, crossenc.rerank_scores(model, [QUERIES[2], QUERIES[0]], cands, ITEMS,
+                                                           progress=False), atol=1e-5)
+    ease = fit_ease(sp.csr_matrix(np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]][:4] + np.eye(4, k=1, dtype=np.float32)),
+                    reg_weight=1.0)
+    on_cands = ScorerOnCandidates(ease).score_candidates([2, 0], cands)
+    np.testing.assert_array_equal(on_cands, np.take_along_axis(ease.scores([2, 0]), cands, axis=1))
+    with pytest.raises(ValueError, match="one row per user"):
+        ranker.score_candidates([0], cands)
+    with pytest.raises(ValueError, match="candidates"):
+        ranker.score_candidates([0, 1], np.array([[0, 9, 1], [0, 1, 2]]))
+
+
 def test_negatives_never_hit_a_seen_item_and_follow_the_seed():
     seen = sp.csr_matrix(np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]], dtype=np.float32))
     users = np.array([0, 1, 0, 1])

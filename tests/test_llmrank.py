@@ -1,4 +1,4 @@
-"""recsuite.models.profilesrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
+"""recsuite.models.llmrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ CANDS = [["Toy Story (1995)", "Babe", "X"], ["Star Wars (1977)", "Scream 2 (1997
 
 
 def test_kv_cache_scores_equal_naive_scores(tiny):
-    scorer = llmrank.LMScorer(tiny, device="cpu", max_batch=2)  # 3 candidates: two chunks, the cache copied
+    scorer = llmrank.LMScorer(tiny, device="cpu", batch_size=2)  # 3 candidates: two chunks, the cache copied
     kv = scorer.loglik(MESSAGES, CANDS, progress=False)
     naive = scorer.loglik(MESSAGES, CANDS, method="naive", progress=False)
     assert kv.total.shape == (2, 3) and np.all(kv.total < 0)
@@ -235,3 +235,23 @@ def test_faithfulness_refuses_blank_catalogue_titles():
 def test_order_by_names_non_numeric_scores():
     with pytest.raises(TypeError, match="scores must be a numeric"):
         llmrank.order_by([[1, 2]], [["a", "b"]])
+
+
+def test_the_lm_answers_the_candidate_scorer_interface(tiny):
+    from recsuite.models.base import CandidateScorer
+
+    scorer = llmrank.LMScorer(tiny, device="cpu")
+    titles = ["Alien (1979)", "Fargo (1996)", "Heat (1995)", "Babe (1995)"]
+    histories = [np.array([0, 1]), np.array([1]), np.array([2, 3])]
+    cands = np.array([[2, 3], [0, 3]])
+    ranker = llmrank.LMRanker(scorer, histories, titles)
+    assert isinstance(ranker, CandidateScorer)
+    got = ranker.score_candidates([2, 0], cands)
+    want = llmrank.zero_shot(scorer, [histories[2], histories[0]], cands, titles, m=2, progress=False).scores("mean")
+    np.testing.assert_allclose(got, want)
+    total = llmrank.LMRanker(scorer, histories, titles, normalise="sum").score_candidates([2, 0], cands)
+    assert not np.allclose(total, got)
+    with pytest.raises(ValueError, match="user_idx"):
+        ranker.score_candidates([3], cands[:1])
+    with pytest.raises(ValueError, match="normalise"):
+        llmrank.LMRanker(scorer, histories, titles, normalise="max")

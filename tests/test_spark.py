@@ -87,6 +87,28 @@ def test_ranking_metrics_equal_recsuite_metrics(spark):
     assert got["users"] == truth.user_id.nunique() and got["users_without_list"] == 1
 
 
+def test_mllib_als_answers_the_scorer_interface_and_agrees_with_its_own_lists(spark):
+    from recsuite.data.index import IndexMap
+    from recsuite.models.base import Scorer
+
+    log = tiny_log(2)
+    history = S.to_spark(spark, log)
+    model = S.als_fit(history, rank=4, max_iter=3, reg_param=0.1, seed=0, blocks=2)
+    index = IndexMap.from_ids(np.append(log.user_id.unique(), 10_000), log.item_id.unique())  # one user MLlib never saw
+    scorer = S.als_scorer(model, index)
+    assert isinstance(scorer, Scorer) and scorer.shape == (index.n_users, index.n_items)
+    assert not scorer.scores([index.n_users - 1]).any()  # unseen user: zero factors, zero scores
+    top = S.als_topk(model, history, k=3, method="broadcast").toPandas()
+    u0 = int(top.user_id.iloc[0])
+    row = scorer.scores(index.user_index([u0]))[0]
+    mine = top[top.user_id == u0].sort_values("rank")
+    np.testing.assert_allclose(row[index.item_index(mine.item_id.to_numpy())], mine.score, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="index"):
+        S.als_scorer(model, "not an index")
+    with pytest.raises(TypeError, match="ALSModel"):
+        S.als_scorer("not a model", index)
+
+
 def test_als_lists_have_the_right_shape_and_exclude_seen_items(spark):
     log = tiny_log(2)
     history = S.to_spark(spark, log)
@@ -252,7 +274,7 @@ def test_bad_arguments_are_refused_before_spark_starts():
 def test_topk_array_refuses_bad_lists():
     proto = make_protocol(tiny_log(0), seed=0)
     top = pd.DataFrame({"user_id": [3, 3, 13], "rank": [1, 2, 1], "item_id": [1, 8, 15]})
-    with pytest.raises(TypeError, match="index must be a recsuite.data.split.IndexMap"):
+    with pytest.raises(TypeError, match="index must be a recsuite.data.index.IndexMap"):
         S.topk_array(top, "index", k=3)
     with pytest.raises(TypeError, match=r"top\['rank'\] must hold integers, got dtype float64"):
         S.topk_array(top.assign(rank=[1.0, np.nan, 1.0]), proto.index, k=3)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from recsuite.core import checks
-from recsuite.data.split import EVAL_SETS, IndexMap, resolve_protocol
+from recsuite.data.index import IndexMap
+from recsuite.data.split import EVAL_SETS, resolve_protocol
 
 __all__ = ["example_users", "item_titles", "recent_history", "side_by_side", "HIT_MARK"]
 
@@ -55,7 +56,7 @@ def item_titles(items, index) -> np.ndarray:
     """
     checks.columns("items", items, ["item_id", "title"])
     if not isinstance(index, IndexMap):
-        raise TypeError(f"index must be a recsuite.data.split.IndexMap (protocol.index), got {checks.describe(index)}")
+        raise TypeError(f"index must be a recsuite.data.index.IndexMap (protocol.index), got {checks.describe(index)}")
     int_ids = index.item_ids.dtype.kind in "iu"
     if len(items) and pd.api.types.is_integer_dtype(items["item_id"].dtype) != int_ids:
         raise TypeError(f"items['item_id'] must hold {'integer' if int_ids else 'str'} ids like index.item_ids, "

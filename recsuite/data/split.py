@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import zipfile
@@ -29,6 +28,7 @@ import scipy.sparse as sp
 
 from recsuite.core import checks
 from recsuite.core.paths import data_home
+from recsuite.data.index import IndexMap, file_path, id_kind, id_values, to_csr
 from recsuite.data.movielens import ML100K_SHA256, load_movielens_100k
 from recsuite.evaluation import metrics as M
 from recsuite.evaluation.bootstrap import paired_bootstrap
@@ -40,44 +40,10 @@ _COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 _DAMAGED = (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile)
 
 
-def _id_values(name: str, values, flat: bool = False) -> np.ndarray:
-    """Raw ids as an integer array or an object array of str; float, bool, mixed and missing ids are refused."""
-    if isinstance(values, (pd.Series, pd.Index)):
-        values = values.to_numpy()
-    a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)  # never let NumPy stringify
-    a = a.ravel() if flat else a
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence of ids, got {checks.describe(a)}")
-    if a.size == 0 or a.dtype.kind in "iu":  # an empty list is float or object: no kind to check
-        return a if a.size else a.astype(np.int64)
-    if a.dtype.kind in "fO" and pd.isna(a).any():
-        raise ValueError(f"{name} holds {int(pd.isna(a).sum())} missing ids (NaN or None); drop or fill them first")
-    if a.dtype.kind == "U":
-        a = a.astype(object)
-    if a.dtype == object:
-        is_str = np.fromiter((isinstance(v, str) for v in a), bool, a.size)
-        if is_str.all():
-            bad = [v for v in a if v == "" or "\x00" in v]  # missing, or lost by a CSV reader on load
-            if bad:
-                raise ValueError(f"{name} holds {len(bad)} empty ids or ids with a NUL character, e.g. {bad[0]!r}")
-            return a
-        if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in a):
-            return a.astype(np.int64)
-        bad = a[~is_str][0]
-        raise TypeError(f"{name} must hold integer or str ids, all of one kind, got {type(bad).__name__} {bad!r} "
-                        "among them")
-    hint = "; cast whole-number ids with .astype('int64') (1.0 and 1 are not two ids)" if a.dtype.kind == "f" else ""
-    raise TypeError(f"{name} must hold integer or str ids, got {checks.describe(a)}{hint}")
-
-
-def _kind(ids: np.ndarray) -> str:
-    return "integer" if ids.dtype.kind in "iu" else "str"
-
-
 def _check_interactions(interactions: pd.DataFrame, name: str = "interactions", unique: bool = False) -> None:
     checks.columns(name, interactions, _COLUMNS)
     for col in ("user_id", "item_id"):
-        _id_values(f"{name}[{col!r}]", interactions[col])
+        id_values(f"{name}[{col!r}]", interactions[col])
     for col in ("rating", "timestamp"):
         v = interactions[col]
         if v.dtype == bool or not pd.api.types.is_numeric_dtype(v.dtype):
@@ -95,19 +61,25 @@ def _check_interactions(interactions: pd.DataFrame, name: str = "interactions", 
 
 
 def _check_extra_ids(name: str, ids, like: pd.Series):
-    a = None if ids is None else _id_values(name, ids)
-    if a is not None and a.size and _kind(a) != _kind(like.to_numpy()):
-        raise TypeError(f"{name} must hold {_kind(like.to_numpy())} ids like interactions[{like.name!r}], "
-                        f"got {_kind(a)} ids")
+    a = None if ids is None else id_values(name, ids)
+    if a is not None and a.size and id_kind(a) != id_kind(like.to_numpy()):
+        raise TypeError(f"{name} must hold {id_kind(like.to_numpy())} ids like interactions[{like.name!r}], "
+                        f"got {id_kind(a)} ids")
     return a
 
 
-def _ratios(ratios) -> list:
-    """``ratios`` as a list as given (NumPy scalars as Python numbers, so that its JSON is unchanged)."""
-    ok = isinstance(ratios, (tuple, list, np.ndarray)) and np.ndim(ratios) == 1 and len(ratios) == 3 and all(
+def check_ratios(ratios) -> list:
+    """``ratios`` (train, valid, test) checked: three non-negative numbers summing to 1, returned as a list as given
+    (NumPy scalars as Python numbers, so that its JSON is unchanged). Spark's split checks them here too.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    numbers = isinstance(ratios, (tuple, list, np.ndarray)) and np.ndim(ratios) == 1 and all(
         isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) for x in ratios)
-    r = np.asarray(ratios, dtype=float) if ok else None
-    if not ok or not np.all(np.isfinite(r)) or np.any(r < 0) or not np.isclose(r.sum(), 1.0):
+    if not numbers:
+        raise TypeError(f"ratios must be three non-negative numbers (train, valid, test) summing to 1, got {ratios!r}")
+    r = np.asarray(ratios, dtype=float)
+    if len(r) != 3 or not np.all(np.isfinite(r)) or np.any(r < 0) or not np.isclose(r.sum(), 1.0):
         raise ValueError(f"ratios must be three non-negative numbers (train, valid, test) summing to 1, got {ratios!r}")
     return [x.item() if isinstance(x, np.generic) else x for x in ratios]
 
@@ -124,7 +96,7 @@ def temporal_user_split(interactions: pd.DataFrame, ratios: tuple[float, float, 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     _check_interactions(interactions, unique=True)
-    r = np.asarray(_ratios(ratios), dtype=float)
+    r = np.asarray(check_ratios(ratios), dtype=float)
     df = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable").reset_index(drop=True)
     pos = df.groupby("user_id", sort=False).cumcount().to_numpy()
     n = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
@@ -140,132 +112,38 @@ def temporal_user_split(interactions: pd.DataFrame, ratios: tuple[float, float, 
     return train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def cold_item_split(interactions: pd.DataFrame, frac: float = 0.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a seeded ``frac`` of items with every one of their interactions: (warm, cold).
+def draw_cold_items(items, cold_frac: float = 0.1, seed: int = 0) -> np.ndarray:
+    """The cold items: a seeded uniform draw of ``round(cold_frac * n_items)`` of the distinct ``items`` (at least
+    one, never all), the one draw that ``cold_item_split`` and Spark's split (``recsuite.scale.spark.split``) share.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    cold_frac = checks.number("cold_frac", cold_frac, low=0.0, high=1.0, low_open=True, high_open=True)
+    seed = checks.seed("seed", seed)
+    items = np.unique(id_values("items", items))
+    if len(items) < 2:
+        raise ValueError(f"interactions must hold at least 2 distinct items (one held out cold, one kept warm), "
+                         f"got {len(items)}")
+    n_cold = max(1, int(round(cold_frac * len(items))))
+    if n_cold >= len(items):
+        raise ValueError(f"cold_frac={cold_frac} of {len(items)} items holds out all {n_cold} of them, leaving no "
+                         "warm item; use a smaller cold_frac or more items")
+    return np.random.default_rng(seed).choice(items, size=n_cold, replace=False)
+
+
+def cold_item_split(interactions: pd.DataFrame, cold_frac: float = 0.1, seed: int = 0
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a seeded ``cold_frac`` of items with every one of their interactions: (warm, cold).
 
     Items are drawn uniformly (not by popularity) from the items present, so cold items look like
-    the catalogue; ``round(frac * n_items)`` of them, at least one and never all: ``interactions`` must
-    hold at least 2 distinct items, and a ``frac`` that would hold out every item is refused.
+    the catalogue (``draw_cold_items``): ``round(cold_frac * n_items)`` of them, at least one and never all.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     _check_interactions(interactions)
-    frac = checks.number("frac", frac, low=0.0, high=1.0, low_open=True, high_open=True)
-    seed = checks.seed("seed", seed)
-    items = np.unique(interactions.item_id.to_numpy())
-    if len(items) < 2:
-        raise ValueError(f"interactions must hold at least 2 distinct items (one held out cold, one kept warm), "
-                         f"got {len(items)}")
-    n_cold = max(1, int(round(frac * len(items))))
-    if n_cold >= len(items):
-        raise ValueError(f"frac={frac} of {len(items)} items holds out all {n_cold} of them, leaving no warm item; "
-                         "use a smaller frac or more items")
-    cold_items = np.random.default_rng(seed).choice(items, size=n_cold, replace=False)
+    cold_items = draw_cold_items(interactions.item_id.to_numpy(), cold_frac, seed)
     is_cold = interactions.item_id.isin(cold_items).to_numpy()
     return interactions[~is_cold].reset_index(drop=True), interactions[is_cold].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class IndexMap:
-    """Raw ids <-> contiguous indices, for users and items. Every model and metric uses these indices.
-
-    Raw ids are integers or str (SKUs, UUIDs), one kind per side; they are kept as given (``user_ids``,
-    ``item_ids``: an integer array or an object array of str) for display and saving. Float, bool, mixed
-    and missing (NaN, None, '') ids are refused.
-
-    Introduced in notebooks/01_data_preprocessing.ipynb
-    """
-
-    user_ids: np.ndarray  # sorted raw user ids; position = user index
-    item_ids: np.ndarray  # sorted raw item ids; position = item index
-
-    def __post_init__(self):
-        for name in ("user_ids", "item_ids"):
-            a = _id_values(name, getattr(self, name))
-            if a.size == 0 or (a.size > 1 and not np.all(a[1:] > a[:-1])):
-                raise ValueError(f"{name} must be sorted distinct ids, at least one (IndexMap.from_ids makes them "
-                                 f"so), got {checks.describe(a)}")
-            object.__setattr__(self, name, a)
-
-    @classmethod
-    def from_ids(cls, user_ids, item_ids) -> "IndexMap":
-        """An index over the distinct ids (integers or str), sorted."""
-        return cls(np.unique(_id_values("user_ids", user_ids)), np.unique(_id_values("item_ids", item_ids)))
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
-    @staticmethod
-    def _lookup(known: np.ndarray, raw, what: str) -> np.ndarray:
-        shape = np.shape(raw)
-        raw = _id_values(f"{what} ids", raw, flat=True)
-        if raw.size and _kind(raw) != _kind(known):
-            raise TypeError(f"{what} ids must be {_kind(known)} ids like the index's, got {_kind(raw)} ids")
-        idx = np.searchsorted(known, raw) if raw.size else np.zeros(0, np.int64)
-        ok = (idx < len(known)) & (known[np.minimum(idx, len(known) - 1)] == raw)
-        if not np.all(ok):
-            bad = np.unique(raw[~ok])[:5]
-            raise ValueError(f"{what} ids not in the index: {bad.tolist()} (of {int((~ok).sum())} unknown)")
-        return idx.astype(np.int64).reshape(shape)
-
-    def user_index(self, raw_user_ids) -> np.ndarray:
-        return self._lookup(self.user_ids, raw_user_ids, "user")
-
-    def item_index(self, raw_item_ids) -> np.ndarray:
-        return self._lookup(self.item_ids, raw_item_ids, "item")
-
-    def save(self, path: Path) -> None:
-        """An ``.npz`` at exactly ``path``: integer ids as arrays, str ids as JSON text (exact for any str)."""
-        arrays = {}
-        for name, ids in (("user_ids", self.user_ids), ("item_ids", self.item_ids)):  # np.savez would pickle str ids
-            arrays.update({name: ids} if _kind(ids) == "integer" else {f"{name}_json": np.array(json.dumps(list(ids)))})
-        with open(_path("path", path), "wb") as fh:  # np.savez(str) would append ".npz" to another suffix
-            np.savez(fh, **arrays)
-
-    @classmethod
-    def load(cls, path: Path) -> "IndexMap":
-        with np.load(_path("path", path)) as z:
-            ids = [z[n] if n in z.files else np.array(json.loads(str(z[f"{n}_json"])), dtype=object)
-                   for n in ("user_ids", "item_ids")]
-        return cls(*ids)
-
-
-def _path(name: str, value) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value.strip()):
-        raise TypeError(f"{name} must be a non-empty str or os.PathLike, got {checks.describe(value)}")
-    return Path(value)
-
-
-def to_csr(df: pd.DataFrame, n_users: int, n_items: int, values: str | None = None) -> sp.csr_matrix:
-    """Users x items CSR from a frame with ``user_idx``/``item_idx`` columns (1.0, or the column ``values``).
-
-    Each (user_idx, item_idx) pair must occur once: a repeated pair is refused, never summed into one entry.
-
-    Introduced in notebooks/01_data_preprocessing.ipynb
-    """
-    if values is not None:
-        values = checks.text("values", values)
-    checks.columns("df", df, ["user_idx", "item_idx"] + ([] if values is None else [values]))
-    n_users = checks.positive_int("n_users", n_users)
-    n_items = checks.positive_int("n_items", n_items)
-    users = checks.indices("df['user_idx']", df.user_idx.to_numpy(), n_users, what="user")
-    items = checks.indices("df['item_idx']", df.item_idx.to_numpy(), n_items, what="item")
-    data = np.ones(len(df), np.float32) if values is None else checks.array(
-        f"df[{values!r}]", df[values].to_numpy(), ndim=1, dtype=np.float32)
-    m = sp.csr_matrix((data, (users, items)), shape=(n_users, n_items))
-    m.sum_duplicates()
-    if m.nnz != len(df):
-        dup = df.duplicated(["user_idx", "item_idx"]).to_numpy()
-        first = df[["user_idx", "item_idx"]][dup].iloc[0].tolist()
-        raise ValueError(f"df repeats {len(df) - m.nnz} (user_idx, item_idx) pairs (first {first}), which would be "
-                         "summed into one entry; drop or aggregate the repeats first")
-    m.sort_indices()
-    return m
 
 
 @dataclass
@@ -440,7 +318,7 @@ class Protocol:
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
-        folder = _path("folder", folder)
+        folder = file_path("folder", folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         # A unique temp folder per writer, then one atomic rename: concurrent savers never share files.
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
@@ -461,9 +339,9 @@ class Protocol:
 
     @classmethod
     def load(cls, folder: Path) -> "Protocol":
-        folder = _path("folder", folder)
+        folder = file_path("folder", folder)
         index = IndexMap.load(folder / "index.npz")
-        ids = {c: "int64" if _kind(getattr(index, f"{c}s")) == "integer" else str for c in ("user_id", "item_id")}
+        ids = {c: "int64" if id_kind(getattr(index, f"{c}s")) == "integer" else str for c in ("user_id", "item_id")}
         frames = {}
         for name in ("train", *EVAL_SETS):
             # str ids read as written ("007", "NA" and "null" stay text); numbers read back exactly
@@ -479,7 +357,7 @@ class Protocol:
 def _with_indices(df: pd.DataFrame, index: IndexMap) -> pd.DataFrame:
     out = df[_COLUMNS].copy()
     for col, ids in (("user_id", index.user_ids), ("item_id", index.item_ids)):
-        if _kind(ids) == "str":  # one dtype for str ids however they came (object, "string"), as they load back
+        if id_kind(ids) == "str":  # one dtype for str ids however they came (object, "string"), as they load back
             out[col] = out[col].astype(object)
     out["user_idx"] = index.user_index(out.user_id.to_numpy())
     out["item_idx"] = index.item_index(out.item_id.to_numpy())
@@ -488,7 +366,7 @@ def _with_indices(df: pd.DataFrame, index: IndexMap) -> pd.DataFrame:
 
 def _params(ratios, cold_frac, seed) -> dict:
     """The split's parameters as JSON data (the cache key and ``Protocol.params``), each checked."""
-    return {"ratios": _ratios(ratios), "seed": checks.seed("seed", seed),
+    return {"ratios": check_ratios(ratios), "seed": checks.seed("seed", seed),
             "cold_frac": checks.number("cold_frac", cold_frac, low=0.0, high=1.0, low_open=True, high_open=True)}
 
 
@@ -507,7 +385,7 @@ def make_protocol(interactions: pd.DataFrame, ratios: tuple[float, float, float]
     params = _params(ratios, cold_frac, seed)
     all_user_ids = _check_extra_ids("all_user_ids", all_user_ids, interactions.user_id)
     all_item_ids = _check_extra_ids("all_item_ids", all_item_ids, interactions.item_id)
-    warm, cold = cold_item_split(interactions, frac=cold_frac, seed=seed)
+    warm, cold = cold_item_split(interactions, cold_frac=cold_frac, seed=seed)
     train, valid, test = temporal_user_split(warm, ratios)
     users = interactions.user_id.to_numpy() if all_user_ids is None else np.union1d(interactions.user_id, all_user_ids)
     items = interactions.item_id.to_numpy() if all_item_ids is None else np.union1d(interactions.item_id, all_item_ids)

@@ -53,3 +53,65 @@ class Scorer(abc.ABC):
         if user_idx is None:
             return np.arange(self.n_users, dtype=np.int64)
         return checks.indices("user_idx", user_idx, self.n_users, what="user")
+
+
+class CandidateScorer(abc.ABC):
+    """What every second-stage model is: it scores a few candidate items per user, not the whole catalogue.
+
+    ``score_candidates(user_idx, candidates)`` takes a 1-D int array of user indices and an int
+    ``(len(user_idx), M)`` array of item indices (row r: user ``user_idx[r]``'s candidates) and returns float
+    ``(len(user_idx), M)`` scores, higher = better, column j for candidate j; sort a row to re-rank it.
+    The cross-encoder (``crossenc.CrossEncoderRanker``), the language model (``llmrank.LMRanker``) and any
+    catalogue ``Scorer`` (``ScorerOnCandidates``) answer it, so one re-ranker is swapped for another in one line.
+
+    Introduced in notebooks/05b_llm_recommenders.ipynb
+    """
+
+    @abc.abstractmethod
+    def score_candidates(self, user_idx, candidates) -> np.ndarray:
+        """Float ``(len(user_idx), M)`` scores of each user's candidates."""
+
+    @staticmethod
+    def _check(user_idx, candidates, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        users = checks.indices("user_idx", user_idx, n_users, what="user")
+        cands = checks.indices("candidates", candidates, n_items, ndim=2, what="item")
+        if len(cands) != len(users):
+            raise ValueError(f"candidates must have one row per user, got {len(cands)} rows for {len(users)} users")
+        return users, cands
+
+
+class ScorerOnCandidates(CandidateScorer):
+    """A catalogue ``Scorer`` read at the candidates: its score of each user's candidate items.
+
+    Introduced in notebooks/05b_llm_recommenders.ipynb
+    """
+
+    def __init__(self, scorer: Scorer):
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"scorer must be a recsuite.models.base.Scorer, got {checks.describe(scorer)}")
+        self.scorer = scorer
+
+    def score_candidates(self, user_idx, candidates) -> np.ndarray:
+        users, cands = self._check(user_idx, candidates, self.scorer.n_users, self.scorer.n_items)
+        return np.take_along_axis(self.scorer.scores(users), cands, axis=1)
+
+
+class FactorScorer(Scorer):
+    """A factor model as a ``Scorer``: score(u, i) = user_factors[u] . item_factors[i] (ALS, BPR, MLlib's ALS).
+
+    Introduced in notebooks/10_spark_scaling.ipynb
+    """
+
+    def __init__(self, user_factors, item_factors):
+        self.user_factors = checks.array("user_factors", user_factors, ndim=2, dtype=np.float32)
+        self.item_factors = checks.array("item_factors", item_factors, ndim=2, dtype=np.float32)
+        if self.user_factors.shape[1] != self.item_factors.shape[1]:
+            raise ValueError(f"user_factors and item_factors must have the same rank, got "
+                             f"{self.user_factors.shape[1]} and {self.item_factors.shape[1]}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.user_factors.shape[0], self.item_factors.shape[0]
+
+    def scores(self, user_idx=None) -> np.ndarray:
+        return self.user_factors[self._users(user_idx)] @ self.item_factors.T

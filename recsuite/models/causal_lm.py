@@ -91,7 +91,42 @@ def load_causal_lm(source: str, local: str, fingerprint: str, device):
     return cached_model(("causal_lm", source, fingerprint, str(device)), load)
 
 
-class HFGenerator:
+class CausalLM:
+    """One handle on a causal LM: which model (``lm_identity``), on which device, with or without its chat
+    template; the weights load on first use and are shared within the process (``load_causal_lm``).
+    ``HFGenerator`` (writing) and ``llmrank.LMScorer`` (scoring) are both such handles.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+
+    def __init__(self, model_name_or_path: str | os.PathLike | None = None, device="auto",
+                 use_chat_template: bool | None = None):
+        self.source, self._local_dir, self.fingerprint = lm_identity(model_name_or_path)
+        self.device = get_device(device)
+        self.use_chat_template = None if use_chat_template is None else checks.flag("use_chat_template",
+                                                                                       use_chat_template)
+
+    def _load(self):
+        return load_causal_lm(self.source, self._local_dir, self.fingerprint, self.device)
+
+    @property
+    def model(self):
+        """The loaded ``AutoModelForCausalLM`` (loaded on first use, shared within the process)."""
+        return self._load()[1]
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer."""
+        return self._load()[0]
+
+    def uses_chat_template(self) -> bool:
+        """Whether prompts go in as one chat turn: ``use_chat_template``, or whether the tokenizer has a template."""
+        if self.use_chat_template is not None:
+            return bool(self.use_chat_template)
+        return getattr(self.tokenizer, "chat_template", None) is not None
+
+
+class HFGenerator(CausalLM):
     """Texts from any Hugging Face causal language model: a Hub id (cached), a local folder, a ``.gguf`` file,
     or ``None`` for the packaged SmolLM2-135M-Instruct (``packaged_lm()``), the offline default.
 
@@ -116,10 +151,8 @@ class HFGenerator:
         cache_dir: str | os.PathLike | None = None,
         use_chat_template: bool | None = None,
     ):
-        self.source, self._local_dir, self.fingerprint = lm_identity(model_name_or_path)
+        super().__init__(model_name_or_path, device, use_chat_template)
         cache = checks.flag("cache", cache)
-        if use_chat_template is not None:
-            use_chat_template = checks.flag("use_chat_template", use_chat_template)
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise TypeError(f"cache_dir must be a folder (str or path) or None, got {checks.describe(cache_dir)}")
         self.max_new_tokens = checks.positive_int("max_new_tokens", max_new_tokens)
@@ -129,30 +162,9 @@ class HFGenerator:
             raise ValueError(f"prompt_template must be a format string with fields, got {prompt_template!r}")
         check_templates(prompt_template, EMPTY_PROFILE_TEMPLATE)
         self.prompt_template = prompt_template
-        self.device = get_device(device)
         self.cache = bool(cache)
         self.cache_dir = cache_dir
-        self.use_chat_template = use_chat_template
         self.stats = {"generated": 0, "cached": 0}
-
-    # -- model -------------------------------------------------------------------------------------
-    def _load(self):
-        return load_causal_lm(self.source, self._local_dir, self.fingerprint, self.device)
-
-    @property
-    def model(self):
-        """The loaded ``AutoModelForCausalLM`` (loaded on first use, shared within the process)."""
-        return self._load()[1]
-
-    @property
-    def tokenizer(self):
-        """The model's tokenizer."""
-        return self._load()[0]
-
-    def _chat(self, tok) -> bool:
-        if self.use_chat_template is not None:
-            return bool(self.use_chat_template)
-        return getattr(tok, "chat_template", None) is not None
 
     # -- prompts and cache -------------------------------------------------------------------------
     def prompt(self, fields: dict) -> str:
@@ -216,7 +228,7 @@ class HFGenerator:
         from transformers import GenerationConfig
 
         tok, net = self._load()
-        if self._chat(tok):
+        if self.uses_chat_template():
             prompts = [
                 tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
                 for p in prompts
@@ -250,7 +262,7 @@ class HFGenerator:
                     padding=True,
                     truncation=True,
                     max_length=max_prompt,
-                    add_special_tokens=not self._chat(tok),
+                    add_special_tokens=not self.uses_chat_template(),
                 ).to(self.device)
                 enc.pop("token_type_ids", None)
                 with torch.inference_mode():

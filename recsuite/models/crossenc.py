@@ -21,6 +21,7 @@ from recsuite.core import checks
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
 from recsuite.core.progress import tqdm
+from recsuite.models.base import CandidateScorer
 from recsuite.models.encoders import (
     DEFAULT_MODEL,
     autocast,
@@ -292,3 +293,21 @@ def rerank_scores(model, query_texts, candidates, item_texts, batch_size: int = 
         raise ValueError(f"candidates must have one row per query, got {len(cands)} rows for {len(queries)} queries")
     flat = model.score(np.repeat(queries, cands.shape[1]), texts[cands.ravel()], batch_size=batch_size, progress=progress)
     return flat.reshape(cands.shape)
+
+
+class CrossEncoderRanker(CandidateScorer):
+    """A ``CrossEncoder`` as a ``CandidateScorer``: the logit of (user's query text, candidate's item text).
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+
+    def __init__(self, model, query_texts, item_texts, batch_size: int = 64):
+        self.model = _check_model(model)
+        self.query_texts = checks.text_array("query_texts", query_texts)
+        self.item_texts = checks.text_array("item_texts", item_texts)
+        self.batch_size = checks.positive_int("batch_size", batch_size)
+
+    def score_candidates(self, user_idx, candidates) -> np.ndarray:
+        users, cands = self._check(user_idx, candidates, len(self.query_texts), len(self.item_texts))
+        return rerank_scores(self.model, list(self.query_texts[users]), cands, list(self.item_texts),
+                             batch_size=self.batch_size, progress=False)

@@ -104,7 +104,7 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
         from transformers.utils import cached_file
 
         config = cached_file(name, "config.json")
-    except Exception as err:  # noqa: BLE001 - OSError, EnvironmentError, HF errors all mean "cannot load"
+    except (OSError, ValueError) as err:  # hub, network and cache errors are OSErrors; a bad repo id a ValueError
         from huggingface_hub import constants
 
         offline = "on" if constants.is_offline_mode() else "off"

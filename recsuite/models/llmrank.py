@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from recsuite.core import checks
-from recsuite.core.device import get_device
 from recsuite.core.optional import require
 from recsuite.core.progress import tqdm
 from recsuite.models import semantic
-from recsuite.models.causal_lm import lm_identity, load_causal_lm
+from recsuite.models.base import CandidateScorer
+from recsuite.models.causal_lm import CausalLM
 
 HISTORY_MESSAGE = "I have watched these films, oldest first:\n{history}\nName one more film I will enjoy watching next."
 LISTWISE_MESSAGE = (
@@ -120,53 +120,34 @@ class LogLik:
         return self.total if normalise == "sum" else self.per_token
 
 
-class LMScorer:
+class LMScorer(CausalLM):
     """Log-likelihood of candidate answers under a causal LM, with the prompt's KV cache reused per candidate.
 
     ``model_name_or_path``: a Hub id (cached), a local folder, a ``.gguf`` file, or ``None`` for the packaged
     SmolLM2-135M-Instruct (``profiles.packaged_lm()``). A model whose tokenizer has a chat template gets each
     message as one user turn followed by the assistant's turn, and each candidate is scored as the whole
     answer (its tokens and the end-of-turn token, ``end_of_answer``), so that "Star Wars" is not rewarded
-    as the beginning of a longer title. ``max_batch`` candidates share one forward pass.
+    as the beginning of a longer title. ``batch_size`` candidates share one forward pass.
 
     Introduced in notebooks/05b_llm_recommenders.ipynb
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, device="auto",
-                 use_chat_template: bool | None = None, end_of_answer: bool = True, max_batch: int = 32):
-        self.source, self._local_dir, self.fingerprint = lm_identity(model_name_or_path)
-        self.device = get_device(device)
-        self.use_chat_template = None if use_chat_template is None else checks.flag("use_chat_template",
-                                                                                       use_chat_template)
+                 use_chat_template: bool | None = None, end_of_answer: bool = True, batch_size: int = 32):
+        super().__init__(model_name_or_path, device, use_chat_template)
         self.end_of_answer = checks.flag("end_of_answer", end_of_answer)
-        self.max_batch = checks.positive_int("max_batch", max_batch)
-
-    def _load(self):
-        return load_causal_lm(self.source, self._local_dir, self.fingerprint, self.device)
-
-    @property
-    def tokenizer(self):
-        return self._load()[0]
-
-    @property
-    def model(self):
-        return self._load()[1]
-
-    def _chat(self) -> bool:
-        if self.use_chat_template is not None:
-            return self.use_chat_template
-        return getattr(self.tokenizer, "chat_template", None) is not None
+        self.batch_size = checks.positive_int("batch_size", batch_size)
 
     def prompt(self, message: str) -> str:
         """The exact text the model reads before a candidate: the chat turn, or the message and a newline."""
         message = checks.text("message", message)
-        if self._chat():
+        if self.uses_chat_template():
             return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
                                                       add_generation_prompt=True)
         return message + "\n"
 
     def _ids(self, messages, candidates):
-        tok, chat = self.tokenizer, self._chat()
+        tok, chat = self.tokenizer, self.uses_chat_template()
         # a chat template writes its own special tokens; a plain prompt gets the tokenizer's (e.g. BOS)
         prefixes = [tok(self.prompt(m), add_special_tokens=not chat)["input_ids"] for m in messages]
         end = [tok.eos_token_id] if self.end_of_answer and tok.eos_token_id is not None else []
@@ -196,14 +177,14 @@ class LMScorer:
             out = net(torch.tensor([prefix], device=self.device), use_cache=True)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             totals = []
-            for start in range(0, len(cands), self.max_batch):
-                chunk = cands[start:start + self.max_batch]
+            for start in range(0, len(cands), self.batch_size):
+                chunk = cands[start:start + self.batch_size]
                 width = max(len(c) for c in chunk)
                 ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=self.device)
                 for r, c in enumerate(chunk):
                     ids[r, :len(c)] = torch.tensor(c)
                 # right padding: a causal model's real tokens never attend to the pads after them
-                cache = copy.deepcopy(out.past_key_values) if start + self.max_batch < len(cands) \
+                cache = copy.deepcopy(out.past_key_values) if start + self.batch_size < len(cands) \
                     else out.past_key_values
                 cache.batch_repeat_interleave(len(chunk))
                 logits = net(ids, past_key_values=cache, use_cache=True).logits
@@ -312,6 +293,34 @@ def zero_shot(scorer: LMScorer, histories, candidates, titles, m: int = 20, max_
     if block.max(initial=-1) >= len(titles):
         raise ValueError(f"candidates hold item indices beyond the {len(titles)} titles")
     return scorer.loglik(messages, [list(titles[row]) for row in block], progress=progress)
+
+
+class LMRanker(CandidateScorer):
+    """The language model as a ``CandidateScorer``: each candidate's log-likelihood after the user's history
+    prompt (``zero_shot``), per token (``normalise="mean"``, the default: no bias towards short titles) or in
+    total (``"sum"``).
+
+    ``histories`` holds, per user index, the item indices of the user's history, oldest first.
+
+    Introduced in notebooks/05b_llm_recommenders.ipynb
+    """
+
+    def __init__(self, scorer: LMScorer, histories, titles, max_items: int = 10, normalise: str = "mean"):
+        if not isinstance(scorer, LMScorer):
+            raise TypeError(f"scorer must be an LMScorer, got {checks.describe(scorer)}")
+        if isinstance(histories, (str, bytes)) or not hasattr(histories, "__len__"):
+            raise TypeError(f"histories must be a list of item-index arrays, one per user, got "
+                            f"{checks.describe(histories)}")
+        self.scorer, self.histories = scorer, list(histories)
+        self.titles = _check_titles("titles", titles)
+        self.max_items = checks.positive_int("max_items", max_items)
+        self.normalise = checks.one_of("normalise", normalise, ("mean", "sum"))
+
+    def score_candidates(self, user_idx, candidates) -> np.ndarray:
+        users, cands = self._check(user_idx, candidates, len(self.histories), len(self.titles))
+        ll = zero_shot(self.scorer, [self.histories[u] for u in users], cands, self.titles, m=cands.shape[1],
+                       max_items=self.max_items, progress=False)
+        return ll.scores(self.normalise)
 
 
 def order_by(candidates, scores) -> np.ndarray:

@@ -26,8 +26,10 @@ import pandas as pd
 
 from recsuite.core import checks
 from recsuite.core.optional import require
-from recsuite.data.split import IndexMap
+from recsuite.data.index import IndexMap
+from recsuite.data.split import check_ratios, draw_cold_items
 from recsuite.models import semantic
+from recsuite.models.base import FactorScorer
 from recsuite.models.encoders import DEFAULT_MODEL
 
 SUPPORTED_JAVA = (8, 11, 17)  # the Java versions pyspark 3.5 supports
@@ -228,8 +230,8 @@ def to_spark(spark, frame: pd.DataFrame, columns=COLUMNS):
 def split(interactions, ratios=(0.8, 0.1, 0.1), cold_frac: float = 0.1, seed: int = 0) -> dict:
     """``recsuite.data.split.make_protocol``'s split on Spark: {"train", "valid", "test", "cold_test"} DataFrames.
 
-    The cold items are drawn exactly as ``split.cold_item_split`` draws them (a seeded NumPy choice over the
-    sorted distinct item ids, collected to the driver: the catalogue is small next to the log) and removed
+    The ratios are checked and the cold items drawn by the split's own ``check_ratios`` and ``draw_cold_items``
+    (on the distinct item ids, collected to the driver: the catalogue is small next to the log) and removed
     with a broadcast join. Each user's warm rows are then numbered in time with a window function
     (``row_number`` over timestamp, then item id) and cut as ``split.temporal_user_split`` cuts them:
     valid and test get ``floor(ratio * n)`` rows each, at least one when n >= 3.
@@ -240,22 +242,14 @@ def split(interactions, ratios=(0.8, 0.1, 0.1), cold_frac: float = 0.1, seed: in
     from pyspark.sql import functions as F
 
     _check_frame("interactions", interactions)
-    try:
-        r = np.asarray(ratios, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"ratios must be three non-negative numbers summing to 1, got {ratios!r}") from None
-    if r.shape != (3,) or not np.all(np.isfinite(r)) or np.any(r < 0) or not np.isclose(r.sum(), 1.0):
-        raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {ratios!r}")
-    cold_frac = checks.number("cold_frac", cold_frac, low=0.0, high=1.0, low_open=True, high_open=True)
-    seed = checks.seed("seed", seed)
+    r = check_ratios(ratios)
     for col in ("user_id", "item_id"):
         kind = dict(interactions.dtypes)[col]
         if kind not in ("int", "bigint", "smallint", "tinyint"):
             raise TypeError(f"interactions[{col!r}] must hold integer ids, got Spark type {kind}")
     rows = interactions.select(*COLUMNS)
-    items = np.array(sorted(r[0] for r in rows.select("item_id").distinct().collect()), dtype=np.int64)
-    n_cold = max(1, int(round(cold_frac * len(items))))
-    cold_items = np.random.default_rng(seed).choice(items, size=n_cold, replace=False)
+    items = np.array([r[0] for r in rows.select("item_id").distinct().collect()], dtype=np.int64)
+    cold_items = draw_cold_items(items, cold_frac, seed)  # the split's own draw, on the driver
     spark = interactions.sparkSession
     cold_ids = F.broadcast(spark.createDataFrame([(int(i), True) for i in cold_items], "item_id long, is_cold boolean"))
     marked = rows.join(cold_ids, "item_id", "left").withColumn("is_cold", F.coalesce("is_cold", F.lit(False)))
@@ -312,6 +306,37 @@ def als_fit(history, rank: int = 64, max_iter: int = 15, reg_param: float = 0.1,
               userCol="user_id", itemCol="item_id", ratingCol="pref", numUserBlocks=blocks, numItemBlocks=blocks,
               checkpointInterval=checkpoint_interval, coldStartStrategy="drop")
     return als.fit(pairs)
+
+
+def als_scorer(model, index) -> FactorScorer:
+    """A fitted MLlib ALS model as a ``Scorer`` in the protocol's index space (``index``, an ``IndexMap``): its user
+    and item factors collected to the driver, so ``Protocol.evaluate`` ranks it as it ranks every other model.
+
+    A user or item MLlib never saw (not in the history it was fit on) gets zero factors, so all its scores are
+    0. The factors take (n_users + n_items) x rank floats on the driver: ML-100K's fit easily; a catalogue that
+    does not should rank with ``als_topk`` on the cluster instead.
+
+    Introduced in notebooks/10_spark_scaling.ipynb
+    """
+    if not isinstance(index, IndexMap):
+        raise TypeError(f"index must be a recsuite.data.index.IndexMap, got {checks.describe(index)}")
+    for name in ("userFactors", "itemFactors", "rank"):
+        if not hasattr(model, name):
+            raise TypeError(f"model must be a fitted MLlib ALSModel (from als_fit), got {checks.describe(model)}")
+    rank = int(model.rank)
+
+    def collect(frame, raw_ids):
+        out = np.zeros((len(raw_ids), rank), dtype=np.float32)
+        rows = frame.select("id", "features").collect()
+        if rows:
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            known = np.isin(ids, raw_ids)
+            pos = np.searchsorted(raw_ids, ids[known])
+            out[pos] = np.array([r[1] for r, k in zip(rows, known) if k], dtype=np.float32)
+        return out
+
+    return FactorScorer(collect(model.userFactors, index.user_ids),
+                        collect(model.itemFactors, index.item_ids))
 
 
 def _history_sizes(seen, users):
@@ -423,7 +448,7 @@ def topk_array(top, index, k: int = 10) -> np.ndarray:
     """
     k = checks.positive_int("k", k)
     if not isinstance(index, IndexMap):
-        raise TypeError(f"index must be a recsuite.data.split.IndexMap (protocol.index), got {checks.describe(index)}")
+        raise TypeError(f"index must be a recsuite.data.index.IndexMap (protocol.index), got {checks.describe(index)}")
     if isinstance(top, pd.DataFrame):
         pdf = top
     else:

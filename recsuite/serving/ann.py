@@ -227,7 +227,7 @@ def build_index(vectors, kind: str, *, seed: int = 0, **params) -> "faiss.Index"
 # -- searching ----------------------------------------------------------------------------------------
 def search(index, queries, k: int = 10, *, ef_search: int | None = None, nprobe: int | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best items per query: (scores float32 (n, k), ids int64 (n, k)), best first.
+    """The ``k`` best items per query: ``(ids, scores)``, ids int64 (n, k) and scores float32 (n, k), best first.
 
     ``ef_search`` (HNSW only; faiss uses max(ef_search, k)) and ``nprobe`` (IVF only, <= nlist) apply to this
     call alone (faiss search parameters), so the index is left unchanged; None keeps the index's own
@@ -258,8 +258,8 @@ def search(index, queries, k: int = 10, *, ef_search: int | None = None, nprobe:
         if nprobe > index.nlist:
             raise ValueError(f"nprobe must be <= the index's nlist ({index.nlist}), got nprobe={nprobe}")
         params = faiss.SearchParametersIVF(nprobe=nprobe)
-    scores, ids = index.search(q, k, params=params)
-    return scores.astype(np.float32, copy=False), ids.astype(np.int64, copy=False)
+    scores, ids = index.search(q, k, params=params)  # faiss's own order
+    return ids.astype(np.int64, copy=False), scores.astype(np.float32, copy=False)
 
 
 def _ids(name: str, value) -> np.ndarray:
@@ -391,9 +391,9 @@ def _timed_search(index, queries, k, repeats, **knob):
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        scores, ids = search(index, queries, k, **knob)
+        ids, scores = search(index, queries, k, **knob)
         best = min(best, time.perf_counter() - start)
-    return best, scores, ids
+    return best, ids, scores
 
 
 def _check_specs(indexes) -> dict:
@@ -478,7 +478,7 @@ def sweep(vectors, queries, indexes: Mapping | None = None, k: int = 10, *, seed
         for value in values:
             knob_arg = {} if value is None else {knob: value}
             search(index, warm, k, **knob_arg)  # first-call costs (thread pool, page faults) are not timed
-            seconds, _, ids = _timed_search(index, q, k, repeats, **knob_arg)
+            seconds, ids, _ = _timed_search(index, q, k, repeats, **knob_arg)
             if kind == "exact":
                 exact_ids = ids
                 exact_true = scores_of(x, q, exact_ids)

@@ -49,15 +49,19 @@ from datetime import datetime, timezone
 from typing import Annotated, Callable
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from recsuite.core import checks
 from recsuite.core.optional import require
 from recsuite.core.rows import unit_rows
 from recsuite.evaluation.metrics import topk_from_scores
 from recsuite.models import semantic
+
+fastapi = require("fastapi", "serve")
+pydantic = require("pydantic", "serve")
+FastAPI, HTTPException, Query, Request = fastapi.FastAPI, fastapi.HTTPException, fastapi.Query, fastapi.Request
+JSONResponse = require("fastapi.responses", "serve").JSONResponse
+BaseModel, ConfigDict, Field = pydantic.BaseModel, pydantic.ConfigDict, pydantic.Field
+StringConstraints, model_validator = pydantic.StringConstraints, pydantic.model_validator
 
 __all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_TITLES", "MAX_TITLE_CHARS", "BadRequest", "Service", "ServiceFault",
            "ServiceUnavailable", "UnknownUser", "create_app", "running"]
