@@ -21,9 +21,6 @@ CORE_SCRIPT = r'''
 import importlib, json, pkgutil, sys
 import numpy as np, pandas as pd
 import recsuite
-from recsuite.data.split import make_protocol
-from recsuite.models.ease import fit_ease
-from recsuite.models.popularity import popularity_scores
 
 assert "site-packages" in recsuite.__file__, recsuite.__file__
 rng = np.random.default_rng(0)
@@ -33,9 +30,9 @@ skus = np.array([f"SKU-{i:05d}" for i in range(300)])
 log = pd.DataFrame({"user_id": users[rng.integers(0, 400, n)], "item_id": skus[rng.zipf(1.3, n) % 300],
                     "rating": 1.0, "timestamp": rng.integers(0, 10**9, n)})
 log = log.drop_duplicates(["user_id", "item_id"])
-proto = make_protocol(log, seed=0)
-pop = popularity_scores(proto.history("test"))
-ease = fit_ease(proto.history("test"), reg_weight=100.0).scores()
+proto = recsuite.make_protocol(log, seed=0)  # the names a newcomer reaches for first, from the top
+pop = recsuite.fit_popularity(proto.history("test")).scores()
+ease = recsuite.fit_ease(proto.history("test"), reg_weight=100.0).scores()
 out = {"pop": proto.evaluate(pop, "test")["ndcg@10"], "ease": proto.evaluate(ease, "test")["ndcg@10"],
        "verdict": proto.compare(ease, pop, "test", n_boot=200).verdict(),
        "raw_user": str(proto.index.user_ids[0])}
