@@ -1,4 +1,4 @@
-"""Zero-shot candidate scoring: recsuite.models.profilesrank.LMScorer's KV-cache reuse against one forward pass per candidate.
+"""Zero-shot candidate scoring: recsuite.models.llmrank.LMScorer's KV-cache reuse against one forward pass per candidate.
 
 Both score the same USERS valid users' top-M fused candidates (notebook 05's blend, M = 20) by the
 log-likelihood of each title after the user's history prompt (notebook 05b), with the packaged

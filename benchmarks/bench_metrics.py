@@ -7,7 +7,6 @@ best-of-N wall time of each and the ratio (> 1 means recsuite is faster). Run: `
 
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recsuite.data.split import load_protocol

@@ -7,7 +7,7 @@ The same measurement, plotted, is section 6 of notebooks/10_spark_scaling.ipynb.
 
 import sys
 
-from recsuite.scale.spark import cost_run
+from recsuite.scale.cost import cost_run
 
 
 def main(scales=(1, 4, 16)):

@@ -249,7 +249,7 @@ def summary(report: dict, metric: str = "ndcg@10") -> str:
         if m["metric"] == metric:
             rows.setdefault((m["notebook"], m["model"]), {})[m["eval_set"]] = m
     sets = ("valid", "test", "cold_test")
-    lines = [f"| lesson | model | " + " | ".join(f"{es} {metric} (spread: variants / seeds)" for es in sets) + " |",
+    lines = ["| lesson | model | " + " | ".join(f"{es} {metric} (spread: variants / seeds)" for es in sets) + " |",
              "|---|---|" + "---|" * len(sets)]
     for (nb, model), by_set in sorted(rows.items()):
         cells = []

@@ -771,6 +771,7 @@ def test_tune_fast_model_rejects_bad_grids(tiny_protocol):
 
 
 def tie_properties(n_users, n_items, k, seed):
+    k = min(k, n_items)  # a k beyond the catalogue is refused (tests/test_boundaries.py)
     rng = np.random.default_rng(seed)
     truth = sp.csr_matrix((rng.random((n_users, n_items)) < 0.4).astype(np.float32))
     distinct = rng.permutation(n_users * n_items).reshape(n_users, n_items).astype(np.float64)

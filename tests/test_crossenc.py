@@ -127,12 +127,12 @@ def test_bad_input_is_refused_with_the_argument_named(model):
     with pytest.raises(ValueError, match="candidates holds"):
         crossenc.rerank_scores(model, QUERIES[:1], np.array([[7]]), ITEMS)
     with pytest.raises(ValueError, match="fewer than batch_size"):
-        crossenc.train(model, QUERIES, np.arange(4), np.zeros((4, 1), dtype=int), ITEMS,
+        crossenc.train(model, QUERIES, np.arange(4), np.roll(np.arange(4), 1)[:, None], ITEMS,
                        crossenc.CrossTrainConfig(batch_size=8), progress=False)
     with pytest.raises(ValueError, match="one row per pair"):
         crossenc.train(model, QUERIES, np.arange(3), np.zeros((4, 1), dtype=int), ITEMS, progress=False)
     with pytest.raises(ValueError, match="patience needs valid_fn"):
-        crossenc.train(model, QUERIES, np.arange(4), np.zeros((4, 1), dtype=int), ITEMS,
+        crossenc.train(model, QUERIES, np.arange(4), np.roll(np.arange(4), 1)[:, None], ITEMS,
                        crossenc.CrossTrainConfig(batch_size=2, patience=1), progress=False)
     with pytest.raises(ValueError, match="steps"):
         crossenc.CrossTrainConfig(max_steps=0)
@@ -142,3 +142,11 @@ def test_bad_input_is_refused_with_the_argument_named(model):
         crossenc.CrossEncoder("/no/such/model/folder")
     with pytest.raises(ValueError, match="n_negatives"):
         crossenc.sample_negatives([0], sp.csr_matrix((1, 3)), 0)
+
+
+def test_training_refuses_contradictory_or_one_class_labels(model):
+    queries, positives = QUERIES, np.array([0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"negatives must not hold the row's own positive \(row 2 has item 2"):
+        crossenc.train(model, queries, positives, np.array([[1], [2], [2], [0]]), ITEMS, progress=False)
+    with pytest.raises(ValueError, match="negatives must have at least one column"):
+        crossenc.train(model, queries, positives, np.empty((4, 0), dtype=np.int64), ITEMS, progress=False)

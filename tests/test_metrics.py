@@ -317,7 +317,7 @@ _TRUTH2 = sp.csr_matrix(np.eye(2, 4))
         (lambda: M.intra_list_diversity(_T, np.full((4, 2), np.inf), 2), ValueError, "item_vectors"),
         (lambda: M.intra_list_diversity(np.array([[0, -1]]), np.ones((4, 2)), 2), ValueError, "two or more"),
         (lambda: M.topk_from_scores(np.zeros(3), 1), ValueError, "2-D"),
-        (lambda: M.topk_from_scores(np.array([["a", "b"]]), 1), ValueError, "numeric"),
+        (lambda: M.topk_from_scores(np.array([["a", "b"]]), 1), TypeError, "scores must be a real int or float"),
         (lambda: M.topk_from_scores(np.zeros((1, 3)), 0), ValueError, "k must be"),
         (lambda: M.topk_from_scores(np.zeros((1, 3)), 1.0), TypeError, "k must be"),
         (lambda: M.topk_from_scores(np.zeros((1, 3)), 1, catalogue=np.ones(2, bool)), ValueError, "catalogue"),
@@ -326,7 +326,7 @@ _TRUTH2 = sp.csr_matrix(np.eye(2, 4))
         (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=np.zeros(4, bool)), ValueError, "catalogue"),
         (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=[0, 9]), ValueError, "catalogue"),
         (lambda: M.evaluate(_T, _TRUTH2, 2, catalogue=np.array([True, True, False, False])), ValueError, "outside the catalogue"),
-        (lambda: M.evaluate(_T, _TRUTH2, 2, item_popularity=np.ones(3)), ValueError, "outside"),
+        (lambda: M.evaluate(_T, _TRUTH2, 2, item_popularity=np.ones(3)), ValueError, "one count per item"),
     ],
 )
 def test_every_public_function_refuses_bad_input(call, error, message):

@@ -544,7 +544,7 @@ ERRORS = [
     (lambda: R.mmr(OK_ITEMS, [[0.3, 0.2]], V3, 2, 0.5), "cand_scores"),
     (lambda: R.mmr([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 0.5), "cand_items"),
     (lambda: R.mmr([[0, 1, 3]], OK_SCORES, V3, 2, 0.5), "cand_items holds item index 3"),
-    (lambda: R.mmr([[0, -1, 2]], OK_SCORES, V3, 2, 0.5), "cand_items holds item index -1"),
+    (lambda: R.mmr([[0, -1, 2]], OK_SCORES, V3, 2, 0.5), "cand_items holds -1 \\(NO_ITEM"),
     (lambda: R.mmr([[0, 1, 1]], OK_SCORES, V3, 2, 0.5), "repeats"),
     (lambda: R.mmr([[0.0, 1.0, 2.0]], OK_SCORES, V3, 2, 0.5), "integer"),
     (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 2, 1.5), "lam"),

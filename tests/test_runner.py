@@ -42,3 +42,32 @@ def test_unknown_knobs_are_refused(tmp_path):
     runner.check_parameters([path], {"SEED": 1})
     with pytest.raises(ValueError, match=r"parameters \['SEDE'\] are knobs of none of \['01_t.ipynb'\]"):
         runner.check_parameters([path], {"SEDE": 1})
+
+
+def test_execute_stops_every_kernel_it_started_and_keeps_a_failed_notebook_untouched(tmp_path, monkeypatch):
+    import json
+
+    import psutil
+
+    from recsuite.course import runner as R
+
+    def notebook(path, code):
+        path.write_text(json.dumps({"cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "source": code,
+                                               "outputs": [], "execution_count": None}],
+                                    "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+        return path
+
+    monkeypatch.setenv("RECSUITE_HOME", str(tmp_path))
+    ok = notebook(tmp_path / "ok.ipynb", "x = 1 + 1\nprint(x)")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    R.execute([ok], tmp_path / "out")
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], "the notebook's kernel must be stopped once the notebook has run"
+    assert "".join(json.loads((tmp_path / "out" / "ok.ipynb").read_text())["cells"][0]["outputs"][0]["text"]) == "2\n"
+    bad = notebook(tmp_path / "bad.ipynb", "raise RuntimeError('boom')")
+    source = bad.read_text()
+    with pytest.raises(Exception, match="boom"):
+        R.execute([bad], None)
+    assert bad.read_text() == source, "a failed in-place run must leave the notebook as it was"
+    assert (tmp_path / "build" / "notebooks" / "bad.failed.ipynb").is_file()

@@ -52,9 +52,14 @@ def check_candidates(cand_items, cand_scores, k, n_items: int | None):
     items = items.astype(np.int64)
     if items.size:
         lo, hi = int(items.min()), int(items.max())
+        if lo == -1:
+            row = int(np.argwhere(items == -1)[0][0])
+            raise ValueError(f"cand_items holds -1 (NO_ITEM, a padded slot) in user row {row}; re-rankers need real "
+                             "candidates in every slot: shortlist() with a smaller m, or drop the padded rows")
         if lo < 0 or (n_items is not None and hi >= n_items):
             bad = lo if lo < 0 else hi
-            raise ValueError(f"cand_items holds item index {bad}, outside [0, {n_items}) of the item arrays")
+            where = "" if n_items is None else f", outside [0, {n_items}) of the item arrays"
+            raise ValueError(f"cand_items holds item index {bad}{where}; expected item indices >= 0")
         s = np.sort(items, axis=1)
         rep = (s[:, 1:] == s[:, :-1]).any(axis=1)
         if rep.any():

@@ -160,6 +160,9 @@ def _add_table(out: pd.DataFrame, table, prefix: str, users: np.ndarray, name: s
         raise TypeError(f"{name} must be a DataFrame with one row per user index, got {C.describe(table)}")
     if len(users) and len(table) <= users.max():
         raise ValueError(f"{name} has {len(table)} rows but the frame indexes user {int(users.max())}")
+    if not table.index.equals(pd.RangeIndex(len(table))):  # rows are read by position: row u must be user u
+        raise ValueError(f"{name} must be indexed by user index 0..{len(table) - 1} in order (row u = user u), got an "
+                         f"index starting {list(table.index[:3])}; reorder it by user index, then reset_index")
     for col in table.columns:
         s = table[col]
         if not (pd.api.types.is_numeric_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype)):

@@ -298,6 +298,9 @@ def binary_truth(name: str, truth) -> sp.csr_matrix:
         raise ValueError(f"{name} must be a scipy.sparse users x items matrix, got {type(truth).__name__}")
     t = sp.csr_matrix(truth, copy=True)
     t.sum_duplicates()
+    if t.nnz and (not np.isfinite(t.data).all() or t.data.min() < 0):
+        raise ValueError(f"{name} must hold finite non-negative entries (a non-zero entry is a relevant item), got "
+                         f"values from {float(np.nanmin(t.data))} to {float(np.nanmax(t.data))}")
     t.eliminate_zeros()  # a stored 0 is not a relevant item (as in recsuite.evaluation.metrics)
     t.sort_indices()
     return t

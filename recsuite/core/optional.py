@@ -30,6 +30,8 @@ def require(module: str, extra: str) -> ModuleType:
         raise ValueError(f"extra must be one of {sorted(EXTRAS)}, got {extra!r}")
     try:
         return importlib.import_module(module)
-    except ImportError as err:
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != module.split(".")[0]:
+            raise  # the module is there, but something it imports is missing: that error is the one to read
         raise ImportError(f"{module} is not installed; it comes with the {extra!r} extra: "
                           f'pip install "recsuite[{extra}]" ({EXTRAS[extra]})', name=module) from err

@@ -222,9 +222,12 @@ def tune_blend(protocol=None, seed: int = 0, item_vectors=None, cf_model: str | 
 
     Introduced in notebooks/05_fusion.ipynb
     """
-    protocol = resolve_protocol(protocol)
+    for name, value in (("methods", methods), ("gammas", gammas)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+            raise TypeError(f"{name} must be a list, got {checks.describe(value)}; wrap a single value in a list")
     methods = [_method(m) for m in methods]
-    gammas = [float(g) for g in gammas]
+    gammas = [checks.number(f"gammas[{i}]", g) for i, g in enumerate(gammas)]
+    protocol = resolve_protocol(protocol)
     if not methods or not gammas or min(gammas) <= 0:
         raise ValueError(f"methods and gammas must be non-empty and every γ > 0, got {methods!r}, {gammas!r}")
     src = _blend_sources("valid", protocol, seed, item_vectors, cf_model, cache_dir)

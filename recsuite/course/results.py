@@ -87,6 +87,8 @@ def record(
     missing = [f"{m}@{k}" for m in RANKING if f"{m}@{k}" not in metrics]
     if missing:
         raise ValueError(f"metrics lacks {missing}; compute them with recsuite.evaluation.metrics.evaluate(..., k={k})")
+    for name, value in metrics.items():
+        checks.number(f"metrics[{name!r}]", value)  # a finite real number; the row keeps its own type (int users)
     if fit_seconds is not None:
         fit_seconds = checks.number("fit_seconds", fit_seconds, low=0.0)
     if params is not None and not isinstance(params, dict):

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from recsuite.core.cache import atomic_write
 from recsuite.core.paths import build_dir, project_root
 from recsuite.course.results import results_path, write_markdown
 
@@ -135,9 +136,6 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
 def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parameters: dict | None = None,
             allow_errors: bool = False) -> list[tuple[str, float]]:
     """Run each notebook top to bottom; stop at the first failing cell. Returns (name, seconds) pairs."""
-    import nbformat
-    from jupyter_client import KernelManager
-    from nbclient import NotebookClient
 
     paths = _notebook_paths(paths)
     parameters = _parameter_dict(parameters)
@@ -151,31 +149,58 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
     if not isinstance(allow_errors, bool):
         raise TypeError(f"allow_errors must be True or False, got {allow_errors!r}")
     check_parameters(paths, parameters or {})
+    if out_dir is None and parameters:
+        raise ValueError("parameters cannot be combined with out_dir=None: an in-place run rewrites the committed "
+                         "notebooks, and the injected cell would stay in them")
     timings = []
+    jupyter_path = os.environ.get("JUPYTER_PATH")
     with tempfile.TemporaryDirectory() as tmp:
         kernel = _pin_kernel_to_this_env(Path(tmp))
-        for path in paths:
-            nb = nbformat.read(path, as_version=4)
-            inject_parameters(nb, parameters or {})
-            start = time.perf_counter()
-            print(f"running {path.name} ...", flush=True)
-            # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
-            # about unencrypted TCP
-            km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(tmp) / f"kernel-{len(timings)}"))
-            client = NotebookClient(
-                nb, km=km, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
-                allow_errors=allow_errors,
-            )
-            try:
-                client.execute()
-            finally:
-                nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+        try:
+            timings = _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel)
+        finally:  # the pinned kernel's folder is about to go: the environment must not keep pointing at it
+            if jupyter_path is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = jupyter_path
+    return timings
+
+
+def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel) -> list:
+    import nbformat
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+
+    timings = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        inject_parameters(nb, parameters or {})
+        start = time.perf_counter()
+        print(f"running {path.name} ...", flush=True)
+        # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
+        # about unencrypted TCP
+        km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(tmp) / f"kernel-{len(timings)}"))
+        client = NotebookClient(
+            nb, km=km, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
+            allow_errors=allow_errors,
+        )
+        failed = True
+        try:
+            client.execute()
+            failed = False
+        finally:
+            if km.has_kernel:  # a kernel the runner started is the runner's to stop (nbclient leaves a given km running)
+                km.shutdown_kernel(now=True)
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+            # an in-place run that failed leaves the notebook as it was; its half-run copy goes to build/
+            if out_dir is None and failed:
+                target = build_dir() / "notebooks" / f"{path.stem}.failed.ipynb"
+            else:
                 target = path if out_dir is None else out_dir / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, target)
-            seconds = time.perf_counter() - start
-            timings.append((path.name, seconds))
-            print(f"  done in {seconds:.0f} s -> {target}", flush=True)
+            atomic_write(target, lambda fh: nbformat.write(nb, fh), text=True)
+        seconds = time.perf_counter() - start
+        timings.append((path.name, seconds))
+        print(f"  done in {seconds:.0f} s -> {target}", flush=True)
     return timings
 
 

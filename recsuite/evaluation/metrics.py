@@ -57,7 +57,7 @@ def _check_topk(topk, k, n_items: int | None = None) -> np.ndarray:
 
 
 def _check_truth(truth, n_rows: int) -> sp.csr_matrix:
-    truth = checks.sparse("truth", truth, dtype=np.float64)
+    truth = checks.sparse("truth", truth, dtype=np.float64, nonnegative=True)
     if truth.shape[0] != n_rows:
         raise ValueError(f"topk has {n_rows} rows but truth has {truth.shape[0]}; they must be the same users")
     return truth
@@ -286,13 +286,14 @@ def topk_from_scores(scores, k: int, *, seen=None, catalogue=None) -> np.ndarray
     s = np.asarray(scores)
     if s.ndim != 2:
         raise ValueError(f"scores must be a 2-D array (n_users, n_items), got shape {s.shape}")
-    if not np.issubdtype(s.dtype, np.number):
-        raise ValueError(f"scores must be numeric, got dtype {s.dtype}")
+    if s.dtype == bool or not (np.issubdtype(s.dtype, np.integer) or np.issubdtype(s.dtype, np.floating)):
+        raise TypeError(f"scores must be a real int or float array, got dtype {s.dtype}")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores holds NaN or inf; mask items with seen=/catalogue= instead")
     n_users, n_items = s.shape
     _check_k(k, n_items)
-    s = s.astype(np.float64 if s.dtype == np.float64 else np.float32, copy=True)
+    # float32 stays float32 (the lessons' matrices); integers rank in float64, which holds them exactly up to 2**53
+    s = s.astype(np.float32 if s.dtype == np.float32 else np.float64, copy=True)
     catalogue = checks.catalogue_mask(catalogue, n_items)
     ex = checks.seen_matrix(seen, s.shape)
     if catalogue is not None:
@@ -348,10 +349,17 @@ def evaluate(
         row[f"coverage@{k}"] = catalog_coverage(local, len(items), k)
         row[f"gini@{k}"] = gini_index(local, len(items), k)
     if item_popularity is not None:
+        if np.shape(item_popularity)[:1] != (truth.shape[1],):
+            raise ValueError(f"item_popularity must hold one count per item of truth ({truth.shape[1]}), got shape "
+                             f"{np.shape(item_popularity)}")
         row[f"novelty@{k}"] = novelty(top, item_popularity, k)
     if item_vectors is not None:
         named = item_vectors if isinstance(item_vectors, dict) else {"": item_vectors}
         for name, vec in named.items():
+            if np.ndim(vec) != 2 or np.shape(vec)[0] != truth.shape[1]:
+                label = f"item_vectors[{name!r}]" if name else "item_vectors"
+                raise ValueError(f"{label} must hold one row per item of truth ({truth.shape[1]}), got shape "
+                                 f"{np.shape(vec)}")
             row[f"ild_{name}@{k}" if name else f"ild@{k}"] = intra_list_diversity(top, vec, k)
     row["users"] = int((n_rel > 0).sum())
     return row

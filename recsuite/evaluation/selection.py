@@ -112,7 +112,10 @@ def one_se_rule(table, metric: str, se, simplest=None, decimals: int = 3):
     values = _finite(table, metric).round(decimals)
     best = values.max()
     if isinstance(se, str):
-        se_value = float(_finite(table, se)[values.idxmax()])
+        column = _finite(table, se)
+        if (column < 0).any():
+            raise ValueError(f"table[{se!r}] must hold non-negative standard errors, got {float(column.min())}")
+        se_value = float(column[values.idxmax()])
     elif isinstance(se, bool) or not isinstance(se, (int, float, np.integer, np.floating)) or not np.isfinite(se) or se < 0:
         raise ValueError(f"se must be a non-negative number or a column name, got {se!r}")
     else:

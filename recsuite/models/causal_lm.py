@@ -238,6 +238,9 @@ class HFGenerator(CausalLM):
             pad_id = 0
         eos_id = tok.eos_token_id
         context = getattr(net.config, "max_position_embeddings", None) or getattr(net.config, "n_positions", None)
+        if context is not None and self.max_new_tokens >= context // 2:
+            raise ValueError(f"max_new_tokens must be < half the model's context ({context} tokens), leaving the "
+                             f"prompt room; got {self.max_new_tokens}")
         max_prompt = max(1, (context or 4096) - self.max_new_tokens)
         gen = GenerationConfig(
             max_new_tokens=self.max_new_tokens,

@@ -234,6 +234,12 @@ def tune_fast_model(model: str, protocol=None, seed: int = 0, grid=None, progres
     if not grid or not all(isinstance(g, dict) for g in grid):
         raise ValueError(f"grid must be a non-empty list of parameter dicts, got {grid!r}")
     tie_keys = [key for key, _ in FAST_SIMPLEST[model]]
+    fixed = [(i, sorted(set(g) & set(FAST_FIXED[model]))) for i, g in enumerate(grid)]
+    fixed = [(i, keys) for i, keys in fixed if keys]
+    if fixed:
+        i, keys = fixed[0]
+        raise ValueError(f"grid settings may not set {keys} for {model}: they are held fixed at {FAST_FIXED[model]} "
+                         f"(FAST_FIXED), got {({k: grid[i][k] for k in keys})} in setting {i}")
     lacking = [i for i, g in enumerate(grid) if not set(tie_keys) <= set(g)]
     if lacking:
         raise ValueError(f"every grid setting for {model} must set {tie_keys} (ties go to the simplest), "

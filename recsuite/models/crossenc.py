@@ -232,6 +232,13 @@ def train(model, queries, positives, negatives, item_texts, config: CrossTrainCo
     if len(positives) != len(queries) or len(negatives) != len(queries):
         raise ValueError(f"queries, positives and negatives must have one row per pair, got {len(queries)}, "
                          f"{len(positives)} and {len(negatives)}")
+    if negatives.shape[1] == 0:
+        raise ValueError(f"negatives must have at least one column (label-0 items per positive), got shape "
+                         f"{negatives.shape}")
+    clash = np.flatnonzero((negatives == positives[:, None]).any(axis=1))
+    if clash.size:
+        raise ValueError(f"negatives must not hold the row's own positive (row {int(clash[0])} has item "
+                         f"{int(positives[clash[0]])} as both); draw them with sample_negatives")
     if len(queries) < config.batch_size:
         raise ValueError(f"there are {len(queries)} pairs, fewer than batch_size={config.batch_size}")
     check_valid_fn(valid_fn, config.patience)

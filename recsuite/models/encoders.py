@@ -287,10 +287,16 @@ def max_positions(model: str | os.PathLike = DEFAULT_MODEL) -> int | None:
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     _, local_dir, _ = model_identity(model)
+    path = Path(local_dir) / "config.json"
+    if not path.is_file():
+        return None  # a .gguf file or a model without a config: no limit known here
     try:
-        config = json.loads((Path(local_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"model={str(model)!r} has an unreadable config.json ({err.__class__.__name__}: {err}); "
+                         "save the model again") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"model={str(model)!r} has a config.json that is not a JSON object")
     n = config.get("max_position_embeddings") or config.get("n_positions")
     return int(n) if isinstance(n, int) and n > 0 else None
 

@@ -29,6 +29,8 @@ def popularity_scores(history: sp.spmatrix, n_users: int | None = None, tie_seed
         raise ValueError(f"history must have at least one item column, got shape {history.shape}")
     if history.nnz and not np.isfinite(history.data).all():
         raise ValueError("history holds NaN or inf; expected finite interaction weights")
+    if history.nnz and history.data.min() < 0:
+        raise ValueError(f"history must hold non-negative interaction weights, got a minimum of {history.data.min()}")
     n = history.shape[0] if n_users is None else checks.positive_int("n_users", n_users)
     if n < 1:
         raise ValueError(f"n_users must be a positive int, got {n} (history has no rows; pass n_users)")

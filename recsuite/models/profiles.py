@@ -327,6 +327,9 @@ def user_vectors(
     checks.one_of("eval_set", eval_set, tuple(EVAL_SETS))
     checks.one_of("kind", kind, USER_KINDS)
     center = checks.flag("center", center)
+    if kind == "text-profile" and template != semantic.DEFAULT_TEMPLATE:
+        raise ValueError(f"template applies to kind='item-profile' only (a text profile is encoded as written), got "
+                         f"template={template!r} with kind='text-profile'")
     if kind == "item-profile" and generator is not None:
         raise ValueError("generator is used only with kind='text-profile'; leave it None for 'item-profile'")
     if generator is not None and not _is_generator(generator):

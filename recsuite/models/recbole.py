@@ -413,7 +413,9 @@ def tie_sensitive_users(scores, truth, k: int, *, seen=None, catalogue=None) -> 
     s = np.array(checks.array("scores", scores, ndim=2), dtype=np.float64)  # a copy: masking writes into it
     truth = checks.sparse("truth", truth, shape=s.shape, nonnegative=True)
     truth.eliminate_zeros()  # a stored 0 is not a relevant item
-    k = min(checks.positive_int("k", k), s.shape[1])
+    k = checks.positive_int("k", k)
+    if k > s.shape[1]:
+        raise ValueError(f"k must be <= n_items ({s.shape[1]}), got {k}")
     if catalogue is not None:
         s[:, ~checks.bool_mask("catalogue", catalogue, s.shape[1])] = -np.inf
     if seen is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import string
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,13 @@ def item_text(items_df: pd.DataFrame, template: str = DEFAULT_TEMPLATE) -> list[
             f"template must be a name in {sorted(TEMPLATES)} or a format string, got {checks.describe(template)}"
         )
     fmt = TEMPLATES.get(template, template)
+    try:  # every replacement field must be a name: "{}" or "{0}" would fail deep in str.format
+        names = [f for _, f, _, _ in string.Formatter().parse(_OPTIONAL.sub(r"\1", fmt)) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"template must be a valid format string, got {template!r} ({err})") from None
+    if any(not n.isidentifier() for n in names):
+        raise ValueError(f"template may use only the named fields {{title}}, {{raw_title}}, {{year}}, {{genres}}, "
+                         f"got {template!r}")
     unknown = set(_FIELD.findall(fmt)) - {"title", "raw_title", "year", "genres"}
     if unknown or not _FIELD.findall(fmt):
         raise ValueError(

@@ -122,6 +122,8 @@ def optimizer_step(model, micro_batches, loss_fn, optimizer, scheduler, max_grad
 
     Introduced in notebooks/09_finetuning.ipynb
     """
+    if max_grad_norm is not None:
+        max_grad_norm = checks.positive_number("max_grad_norm", max_grad_norm)  # <= 0 would flip or zero the step
     micro = list(micro_batches)
     if not micro:
         raise ValueError("micro_batches must hold at least one micro-batch, got none")
@@ -159,6 +161,12 @@ def run_training(model, steps, loss_fn, optimizer, scheduler, total: int, histor
     """
     check_valid_fn(valid_fn, patience)
     progress = checks.flag("progress", progress)
+    total = checks.positive_int("total", total)
+    eval_every = checks.positive_int("eval_every", eval_every)
+    if patience is not None:
+        patience = checks.positive_int("patience", patience)
+    if not isinstance(history, dict):
+        raise TypeError(f"history must be a dict the loop fills, got {checks.describe(history)}")
     for key in ("loss", "lr", "valid_step", "valid"):
         history.setdefault(key, [])
     history.setdefault("best_step", None)

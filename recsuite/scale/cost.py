@@ -8,6 +8,7 @@ Introduced in notebooks/10_spark_scaling.ipynb
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -124,6 +125,8 @@ def run_pipeline(engine: str, scale: int = 1, seed: int = 0, k: int = 10, rank: 
         parts = {name: df.cache() for name, df in split(frame, seed=seed).items()}
         history = parts["train"].unionByName(parts["valid"]).cache()
         sizes = {name: df.count() for name, df in parts.items()}
+        if sizes["test"] == 0:
+            raise ValueError(f"the split of the log at scale {scale} has no test rows; nothing to evaluate")
         history.count()
         lap("split")
         model = als_fit(history, rank=rank, max_iter=iterations, reg_param=spark_reg, seed=seed)
@@ -133,7 +136,6 @@ def run_pipeline(engine: str, scale: int = 1, seed: int = 0, k: int = 10, rank: 
         lap("recommend")
         ndcg = ranking_metrics(top, parts["test"], k=k, metrics=("ndcg",))[f"ndcg@{k}"]
         lap("evaluate")
-        assert sizes["test"] > 0
     return {"engine": engine, "scale": scale, "interactions": int(len(log)), "users": int(log.user_id.nunique()),
             "seconds": t, "total_s": float(sum(t.values())), f"ndcg@{k}": float(ndcg)}
 
@@ -189,7 +191,15 @@ def cost_run(engine: str, scale: int = 1, timeout: float = 900, **params) -> dic
     checks.one_of("engine", engine, ("spark", "implicit"))
     scale = checks.positive_int("scale", scale)
     timeout = checks.positive_number("timeout", timeout)
-    args = json.dumps({"engine": engine, "scale": scale, **params})
+    known = set(inspect.signature(run_pipeline).parameters) - {"engine", "scale"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"cost_run passes only run_pipeline's parameters {sorted(known)}, got unknown {unknown}")
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+    try:
+        args = json.dumps({"engine": engine, "scale": scale, **params})
+    except TypeError as err:  # the child gets its parameters as JSON
+        raise TypeError(f"params must be numbers, strings or None (they go to a fresh process as JSON): {err}") from None
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "recsuite.scale.cost", args], stdout=out, stderr=err,
