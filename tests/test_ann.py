@@ -256,7 +256,7 @@ def test_bad_search_arguments_name_the_argument(small, built):
 
 def test_bad_recall_catalogue_and_sweep_arguments(small):
     items, queries = small
-    with pytest.raises(TypeError, match="found_ids must be an int array"):
+    with pytest.raises(TypeError, match="found_ids must be a 2-D int array"):
         ann.recall_at_k(np.array([[1.0, 2.0]]), np.array([[1, 2]]), 2)
     with pytest.raises(ValueError, match="same number of queries"):
         ann.recall_at_k(np.array([[1, 2]]), np.array([[1, 2], [3, 4]]), 2)

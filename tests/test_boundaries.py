@@ -159,3 +159,80 @@ def test_features_are_read_by_user_index_not_by_the_tables_row_order():
         candidates.add_features(frame, user_table=shuffled)
     ok = candidates.add_features(frame, user_table=shuffled.sort_index())
     assert ok["user_age"].tolist() == [20, 30]
+
+
+# -- the rest of the second review's findings ---------------------------------------------------------------
+def test_metrics_refuse_a_truth_with_no_relevant_item_instead_of_scoring_zero():
+    empty = sp.csr_matrix((2, 5), dtype=np.float32)
+    for metric in (M.ndcg_at_k, M.recall_at_k, M.precision_at_k, M.hit_rate_at_k, M.mrr_at_k, M.map_at_k):
+        with pytest.raises(ValueError, match="truth must hold at least one relevant item .*all 2 rows are empty"):
+            metric(TOP, empty, 2)
+    with pytest.raises(ValueError, match="at least one relevant item"):
+        M.evaluate(np.zeros((0, 10), int), sp.csr_matrix((0, 50)))
+    with pytest.raises(ValueError, match="gini_index needs at least one recommended item"):
+        M.gini_index(np.full((3, 10), -1), n_items=100)
+    assert M.ndcg_at_k(TOP, TRUTH, 2) > 0  # one relevant row is enough
+
+
+def test_candidate_recall_and_calibration_refuse_empty_truth():
+    from recsuite.combine import candidates, objectives
+
+    frame = pd.DataFrame({"user_idx": [0, 1], "item_idx": [1, 2]})
+    with pytest.raises(ValueError, match="truth_csr must hold at least one relevant item"):
+        candidates.recall_of_candidates(frame, sp.csr_matrix((2, 5), dtype=np.float32))
+    assert candidates.recall_of_candidates(frame, TRUTH) == pytest.approx(0.25)
+    genres = np.eye(5, 3)
+    with pytest.raises(ValueError, match="user_genre_dist must give at least one user a genre distribution"):
+        objectives.calibration_kl(TOP, genres, np.zeros((2, 3)), k=2)
+    with pytest.raises(TypeError, match="topk must be a 2-D int array"):
+        objectives.calibration_kl(TOP.astype(float), genres, np.ones((2, 3)) / 3, k=2)
+
+
+def test_repeated_interactions_are_refused_not_summed_into_a_heavier_edge():
+    from recsuite.models.ease import fit_ease
+
+    dup = sp.coo_matrix(([1.0, 1.0, 1.0], ([0, 0, 1], [2, 2, 0])), shape=(2, 3))
+    with pytest.raises(ValueError, match=r"repeats \(user, item\) entries \(e.g. \(0, 2\) more than once"):
+        fit_ease(dup)
+    with pytest.raises(ValueError, match="repeats"):
+        fit_ease(sp.csr_matrix((np.ones(2), np.array([2, 2]), np.array([0, 2, 2])), shape=(2, 3)))  # CSR duplicates
+    fit_ease(sp.coo_matrix(([1.0, 1.0], ([0, 1], [2, 0])), shape=(2, 3)))  # distinct entries fit
+
+
+def test_negative_history_weights_are_no_interaction_to_average():
+    with pytest.raises(ValueError, match="history must hold non-negative weights"):
+        semantic.user_profiles(sp.csr_matrix([[-1.0, 0.0]]), np.eye(2, dtype=np.float32))
+
+
+def test_profile_texts_refuse_an_item_table_with_repeated_ids():
+    from recsuite.models import profiles
+
+    users = pd.DataFrame({"user_id": [1], "age": [30], "gender": ["F"], "occupation": ["writer"], "zip": ["1"]})
+    inter = pd.DataFrame({"user_id": [1], "item_id": [5], "rating": [4], "timestamp": [1]})
+    items = pd.DataFrame({"item_id": [5, 5], "title": ["A", "B"], "year": [1990, 1991], "genres": [["Drama"], ["War"]]})
+    with pytest.raises(ValueError, match=r"items_df repeats item_id values, e.g. \[5\]"):
+        profiles.profile_texts(users, inter, items)
+
+
+def test_wrong_kinds_raise_type_errors_and_huge_ints_name_the_argument():
+    from recsuite.core import checks
+
+    with pytest.raises(TypeError, match=r"catalogue must be a boolean mask of shape \(3,\)"):
+        checks.bool_mask("catalogue", np.array([0, 1, 1]), 3)
+    with pytest.raises(ValueError, match=r"catalogue must be a boolean mask of shape \(3,\)"):
+        checks.bool_mask("catalogue", np.ones(4, bool), 3)
+    with pytest.raises(TypeError, match="scores must be numeric"):
+        checks.score_matrix("scores", np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match="level must be a finite number, got an int of 401 digits"):
+        checks.number("level", 10**400)
+    with pytest.raises(TypeError, match="topk must be a 2-D int array"):
+        rerank.sort_by_score(np.array([[5.0, 3.0]]), np.array([[5, 3, 9]]), np.array([[0.9, 0.5, 0.1]]))
+
+
+def test_a_partial_adapter_folder_is_refused_not_loaded_with_invented_settings(tmp_path):
+    pytest.importorskip("peft")
+    from recsuite.models import lora
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds adapter_config.json but no twotower.json"):
+        lora.load_adapter(tmp_path)

@@ -324,7 +324,7 @@ def test_tie_sensitive_users_by_hand():
     ({"k": 0}, ValueError, "k"),
     ({"k": 1.0}, TypeError, "k"),
     ({"catalogue": np.ones(3, bool)}, ValueError, "catalogue"),
-    ({"catalogue": np.ones(4)}, ValueError, "catalogue"),
+    ({"catalogue": np.ones(4)}, TypeError, "catalogue"),
     ({"seen": np.zeros((3, 4))}, TypeError, "seen"),
     ({"seen": sp.csr_matrix((2, 4))}, ValueError, "seen"),
 ])
@@ -661,7 +661,7 @@ def test_cf_scores_rejects_bad_input(tiny_protocol, tmp_path):
         ART.cf_scores("ALS", protocol=object(), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="seed"):
         ART.cf_scores("ALS", seed=-1, **kw)
-    with pytest.raises(ValueError, match="cache"):
+    with pytest.raises(TypeError, match="cache"):
         ART.cf_scores("ALS", cache="yes", **kw)
     assert not any(tmp_path.iterdir())
 

@@ -77,7 +77,7 @@ def test_concurrent_writers_leave_one_whole_file(proto, _isolated_home):
 def test_bad_input(proto):
     with pytest.raises(ValueError, match="name must be a lower-case identifier"):
         choices.save("Bad Name", 1, proto, 0, notebook="t")
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
         choices.load("cf.als", proto, -1)
     with pytest.raises(TypeError, match="protocol must be a recsuite.data.split.Protocol"):
         choices.path("cf.als", object(), 0)

@@ -75,7 +75,7 @@ def test_normalize_errors_name_the_argument(csr):
         F.normalize_scores(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="scores must be a non-empty 2-D"):
         F.normalize_scores(np.ones(3))
-    with pytest.raises(ValueError, match="catalogue must be a boolean mask of shape \\(3,\\)"):
+    with pytest.raises(TypeError, match="catalogue must be a boolean mask of shape \\(3,\\)"):
         F.normalize_scores(s, catalogue=np.array([1, 0, 1]))
     with pytest.raises(ValueError, match="seen must be a scipy.sparse matrix of shape \\(2, 3\\)"):
         F.normalize_scores(s, seen=csr([[0]], 3))
@@ -341,8 +341,8 @@ def test_fused_scores_cache_key_and_errors(tiny_protocol, tiny_vectors, tmp_path
         ART.fused_scores("test", item_vectors=np.vstack([tiny_vectors, tiny_vectors]), **kw)
     with pytest.raises(TypeError, match="protocol must be a recsuite.data.split.Protocol"):
         ART.fused_scores("test", protocol=object(), item_vectors=tiny_vectors, cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="cache must be True or False"):
+    with pytest.raises(TypeError, match="cache must be True or False"):
         ART.fused_scores("test", item_vectors=tiny_vectors, cache="yes", **kw)
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
         ART.fused_scores("test", item_vectors=tiny_vectors, seed=-1, **kw)
 

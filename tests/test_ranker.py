@@ -377,7 +377,7 @@ _BAD = {
     "candidate_frame: float n": (lambda: candidates.candidate_frame({"cf_a": CF}, 2.0), TypeError),
     "candidate_frame: bool n": (lambda: candidates.candidate_frame({"cf_a": CF}, True), TypeError),
     "candidate_frame: masks keyword-only": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, SEEN), TypeError),
-    "candidate_frame: allowed of ints": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, catalogue=[1, 1, 1, 0, 1]), ValueError),
+    "candidate_frame: allowed of ints": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, catalogue=[1, 1, 1, 0, 1]), TypeError),
     "candidate_frame: dense exclude": (lambda: candidates.candidate_frame({"cf_a": CF}, 2, seen=np.zeros((2, 5))), ValueError),
     "recall_of_candidates: not a frame": (lambda: candidates.recall_of_candidates([(0, 1)], _TRUTH), (TypeError, ValueError)),
     "recall_of_candidates: float ids": (

@@ -18,6 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsuite.course.serve import MissingArtefacts, load_service
+from recsuite.data.movielens import load_movielens_100k
 from recsuite.models import semantic
 from recsuite.serving.service import (
     MAX_K,
@@ -277,6 +278,39 @@ def test_load_service_lists_only_what_is_missing(_isolated_home):
     assert "the item vectors of template 'title'" in msg and "'fusion.blend'" in msg
     with pytest.raises(MissingArtefacts, match="seed 1"):  # another seed's choices are its own
         load_service(seed=1)
+
+
+def test_load_service_reads_its_artefacts_by_content_and_never_rebuilds_a_damaged_one(_isolated_home):
+    from recsuite.course import artifacts, choices
+    from recsuite.data.split import load_protocol
+    from recsuite.models import semantic
+
+    proto = load_protocol()
+    for name, value in [("semantic.content", {"template": "title", "center": True}), ("cf.best-fast-model", "EASE"),
+                        ("cf.ease", {"reg_weight": 250.0}),
+                        ("fusion.blend", {"method": "minmax", "weights": {"cf": 1.0, "sem": 0.5}})]:
+        choices.save(name, value, proto, 0, notebook="a test")
+    items = load_movielens_100k().items.set_index("item_id").loc[proto.index.item_ids].reset_index()
+    vec_file = semantic.embedding_cache_path(semantic.item_text(items, "title"))
+    fused_file = artifacts.fused_scores_path("test", protocol=proto, seed=0)
+    for f in (vec_file, fused_file):  # present, but truncated: a stat check would trust them
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(MissingArtefacts) as err:
+        load_service()
+    msg = str(err.value)
+    assert "the item vectors of template 'title'" in msg and str(vec_file) in msg and "damaged" in msg
+    assert "the fused test scores" in msg and str(fused_file) in msg
+    assert vec_file.read_bytes() == fused_file.read_bytes() == b"PK\x03\x04 truncated"  # nothing rebuilt
+
+
+def test_compute_false_needs_the_cache():
+    from recsuite.models import semantic
+
+    with pytest.raises(ValueError, match="compute=False reads the cache only"):
+        semantic.encode_texts(["a"], cache=False, compute=False)
+    with pytest.raises(TypeError, match="compute must be True or False"):
+        semantic.encode_texts(["a"], compute="no")
 
 
 def test_python_m_recsuite_serve_fails_at_start_with_the_message(_isolated_home):

@@ -130,7 +130,9 @@ def recall_of_candidates(frame, truth_csr) -> float:
     found = np.bincount(users[pairs_in(users, items, t)], minlength=t.shape[0])
     n_rel = np.diff(t.indptr)
     has = n_rel > 0
-    return float((found[has] / n_rel[has]).mean()) if has.any() else 0.0
+    if not has.any():
+        raise ValueError(f"truth_csr must hold at least one relevant item, got none (all {len(n_rel)} rows are empty)")
+    return float((found[has] / n_rel[has]).mean())
 
 
 def label_frame(frame, truth_csr) -> pd.Series:

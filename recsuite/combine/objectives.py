@@ -99,9 +99,7 @@ def calibration_kl(topk, item_genres, user_genre_dist, k: int = 10, alpha: float
 
     Introduced in notebooks/07_reranking.ipynb
     """
-    top = np.asarray(topk)
-    if top.ndim != 2 or not np.issubdtype(top.dtype, np.integer):
-        raise ValueError(f"topk must be a 2-D int array (n_users, k), got {top.dtype} {top.shape}")
+    top = C.item_lists("topk", topk)
     if top.shape[1] == 0:
         raise ValueError("topk has no columns; expected at least k")
     k = check_k(k, top.shape[1])
@@ -113,7 +111,9 @@ def calibration_kl(topk, item_genres, user_genre_dist, k: int = 10, alpha: float
         raise ValueError(f"topk holds item index {bad}, outside [0, {genres.shape[0]}) of item_genres")
     has = p.sum(axis=1) > 0
     if not has.any():
-        return 0.0
+        raise ValueError(
+            f"user_genre_dist must give at least one user a genre distribution, got all {len(has)} rows empty"
+        )
     kl = _kl(p[has], _plogp(p[has]), genres[top[has]].sum(axis=1), alpha)
     return float(kl.mean())
 

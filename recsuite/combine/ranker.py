@@ -370,9 +370,11 @@ def tune_ranker(
             label=label, fallback=fallback, seen=seen, catalogue=catalogue,
         )
         per_user = M.per_user_metrics(topk, t, k)[f"ndcg@{k}"].dropna()
+        if per_user.empty:
+            raise ValueError(f"truth must hold at least one relevant item, got none (all {t.shape[0]} rows are empty)")
         rows.append({
             **p,
-            f"ndcg@{k}": float(per_user.mean()) if len(per_user) else 0.0,
+            f"ndcg@{k}": float(per_user.mean()),
             # standard error of the mean over users, for a one-standard-error choice among near-ties
             f"ndcg@{k}_se": float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else np.nan,
             f"recall@{k}": M.recall_at_k(topk, t, k),

@@ -106,9 +106,7 @@ def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
     Introduced in notebooks/08_tradeoffs_feedback.ipynb
     """
     items, scores, _ = check_candidates(cand_items, cand_scores, 1, None)
-    top = np.asarray(topk)
-    if top.ndim != 2 or not np.issubdtype(top.dtype, np.integer):
-        raise ValueError(f"topk must be a 2-D int array (n_users, k), got {top.dtype} {top.shape}")
+    top = C.item_lists("topk", topk)
     if top.shape[0] != items.shape[0]:
         raise ValueError(f"topk has {top.shape[0]} user rows but cand_items has {items.shape[0]}; expected the same users")
     top = top.astype(np.int64)
@@ -135,13 +133,9 @@ def sort_by_score(topk, cand_items, cand_scores) -> np.ndarray:
     return out
 
 
-def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
-    """The greedy loop MMR and MaxSum share, for all users at once (blocks of users bound the memory).
-
-    Position 0 takes the top-scored candidate; position t > 0 the untaken candidate with the largest
-    ``gain(scores, state, t)``. After each pick, ``state = update(state, cos(picked, every candidate), t)``,
-    starting from zeros. Equal gains go to the earlier candidate (argmax).
-    """
+def _in_user_blocks(items, scores, unit, k: int, pick) -> np.ndarray:
+    """Item ids (n_users, k) from ``pick(block_scores, cos, k)`` -> candidate positions (B, k), run over blocks
+    of users whose candidate cosines (``Cosines``) fit the memory budget."""
     n_users, m = items.shape
     out = np.empty((n_users, k), dtype=np.int64)
     if n_users == 0:
@@ -149,19 +143,33 @@ def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
     cos = Cosines(items, unit, k - 1)
     for rows in blocks(n_users, cos.block_size(n_users, m)):
         cos.bind(rows, items[rows])
-        s = scores[rows]
+        out[rows] = np.take_along_axis(items[rows], pick(scores[rows], cos, k), axis=1)
+    return out
+
+
+def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
+    """The greedy loop MMR and MaxSum share, for all users at once (blocks of users bound the memory).
+
+    Position 0 takes the top-scored candidate; position t > 0 the untaken candidate with the largest
+    ``gain(scores, state, t)``. After each pick, ``state = update(state, cos(picked, every candidate), t)``,
+    starting from zeros. Equal gains go to the earlier candidate (argmax).
+    """
+    def pick(s, cos, k):
         ar = np.arange(s.shape[0])
         taken = np.zeros(s.shape, dtype=bool)
         state = np.zeros(s.shape)
+        picks = np.empty((s.shape[0], k), dtype=np.int64)
         pos = s.argmax(axis=1)
         for t in range(k):
             if t:
                 pos = np.where(taken, -np.inf, gain(s, state, t)).argmax(axis=1)
-            out[rows, t] = items[rows][ar, pos]
+            picks[:, t] = pos
             taken[ar, pos] = True
             if t < k - 1:
                 state = update(state, cos.row(pos), t)
-    return out
+        return picks
+
+    return _in_user_blocks(items, scores, unit, k, pick)
 
 
 # -- MMR ----------------------------------------------------------------------------------------------
@@ -234,16 +242,7 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
     unit = unit_vectors("item_vectors", item_vectors)
     items, scores, k = check_candidates(cand_items, cand_scores, k, unit.shape[0])
     alpha = _dpp_alpha(theta)
-    n_users, m = items.shape
-    out = np.empty((n_users, k), dtype=np.int64)
-    if n_users == 0:
-        return out
-    cos = Cosines(items, unit, k - 1)
-    for rows in blocks(n_users, cos.block_size(n_users, m)):
-        cos.bind(rows, items[rows])
-        picks = _dpp_block(scores[rows], cos, k, alpha)
-        out[rows] = np.take_along_axis(items[rows], picks, axis=1)
-    return out
+    return _in_user_blocks(items, scores, unit, k, lambda s, cos, k: _dpp_block(s, cos, k, alpha))
 
 
 def _dpp_block(s: np.ndarray, cos: Cosines, k: int, alpha: float) -> np.ndarray:

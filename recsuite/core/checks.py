@@ -58,7 +58,10 @@ def number(name: str, value, *, low: float | None = None, high: float | None = N
     """A finite real number (not a bool) within the given bounds; ``*_open`` excludes the bound itself."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {describe(value)}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got an int of {len(str(abs(int(value))))} digits, too large for a float") from None
     too_low = low is not None and (x <= low if low_open else x < low)
     too_high = high is not None and (x >= high if high_open else x > high)
     if not math.isfinite(x) or too_low or too_high:
@@ -165,9 +168,21 @@ def indices(name: str, value, n: int, *, ndim: int = 1, what: str = "index") -> 
     return a.astype(np.int64, copy=False)
 
 
+def item_lists(name: str, value) -> np.ndarray:
+    """A 2-D int array of item positions per user row (``topk``-like), as int64; bounds are the caller's."""
+    a = np.asarray(value)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must be a 2-D int array (n_users, k) of item indices, got {describe(value)}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D int array (n_users, k) of item indices, got shape {a.shape}")
+    return a.astype(np.int64, copy=False)
+
+
 def bool_mask(name: str, value, n: int) -> np.ndarray:
     a = np.asarray(value)
-    if a.dtype != bool or a.shape != (n,):
+    if a.dtype != bool:
+        raise TypeError(f"{name} must be a boolean mask of shape ({n},), got {describe(a)}")
+    if a.shape != (n,):
         raise ValueError(f"{name} must be a boolean mask of shape ({n},), got {describe(a)}")
     return a
 
@@ -213,7 +228,7 @@ def score_matrix(name: str, scores) -> np.ndarray:
     if s.ndim != 2 or s.size == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array (n_users, n_items), got shape {s.shape}")
     if not (np.issubdtype(s.dtype, np.integer) or np.issubdtype(s.dtype, np.floating)):
-        raise ValueError(f"{name} must be numeric (int or float), got dtype {s.dtype}")
+        raise TypeError(f"{name} must be numeric (int or float), got dtype {s.dtype}")
     s = s.astype(np.float64)  # a copy: callers' arrays are never modified
     if not np.isfinite(s).all():
         raise ValueError(f"{name} holds NaN or inf; mask items with catalogue=/seen= instead")
@@ -337,6 +352,16 @@ def feature_vector(name: str, value, rows_needed: int, allow_nan: bool = False) 
 
 def interactions(name: str, matrix) -> sp.csr_matrix:
     """A users x items CSR of finite non-negative float32 weights (implicit feedback), zeros not stored."""
+    if sp.issparse(matrix) and matrix.ndim == 2 and matrix.nnz:
+        coo = matrix.tocoo()  # a CSR/CSC may hold duplicates too; COO shows every stored entry
+        keys = np.sort(coo.row.astype(np.int64) * np.int64(coo.shape[1]) + coo.col)
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if dup.size:
+            u, i = divmod(int(keys[dup[0]]), coo.shape[1])
+            raise ValueError(
+                f"{name} repeats (user, item) entries (e.g. ({u}, {i}) more than once, {dup.size} repeats in all); "
+                "sum, deduplicate or binarise it first, e.g. Protocol.history"
+            )
     m = sparse(name, matrix, nonnegative=True)
     if m.shape[0] == 0 or m.shape[1] == 0:
         raise ValueError(f"{name} must have at least one user and one item, got shape {m.shape}")

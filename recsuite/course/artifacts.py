@@ -150,8 +150,7 @@ def cf_scores(model: str | None = None, eval_set: str = "test", params: dict | N
 
     Introduced in notebooks/03_cf_baselines.ipynb
     """
-    if not isinstance(cache, (bool, np.bool_)):
-        raise ValueError(f"cache must be True or False, got {cache!r}")
+    checks.flag("cache", cache)
     model, p, seed, protocol = _resolve(model, eval_set, params, protocol, seed)
     key = _scores_key(model, p, eval_set, seed, protocol)
     path = _scores_file(key, cache_dir) if cache else None
@@ -275,8 +274,7 @@ def _array_digest(a: np.ndarray) -> str:
 def _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir):
     if eval_set not in EVAL_SETS:
         raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    checks.seed("seed", seed)
     protocol = resolve_protocol(protocol)
     if item_vectors is not None:
         v = checks.feature_matrix("item_vectors", item_vectors, protocol.n_items)
@@ -329,7 +327,7 @@ def fused_scores_path(eval_set: str = "test", weights=None, method: str | None =
 
 def fused_scores(eval_set: str = "test", weights=None, method: str | None = None, protocol=None,
                  item_vectors=None, cf_model: str | None = None, seed: int = 0, cache: bool = True,
-                 cache_dir=None) -> np.ndarray:
+                 cache_dir=None, compute: bool = True) -> np.ndarray:
     """Float32 (n_users, n_items) scores of notebook 05's full-matrix fusion on ``eval_set`` (cache-or-compute).
 
     y = α·norm(s_CF) + γ·norm(s_sem) (``blend``) with s_CF = ``cf_scores(cf_model, eval_set, seed=seed)``
@@ -342,18 +340,22 @@ def fused_scores(eval_set: str = "test", weights=None, method: str | None = None
     ``semantic.item_vectors`` of the chosen template (MiniLM, cached). With ``cache=True`` the matrix is
     kept under ``cache_dir`` (default ``datasets/scores``), written atomically, in a file whose name hashes
     eval set, weights, method, CF model and seed, vectors and protocol; a missing file is rebuilt from the
-    cached CF scores and item vectors.
+    cached CF scores and item vectors; with ``compute=False`` a missing, damaged or foreign file raises
+    ``FileNotFoundError`` naming it instead.
 
     Introduced in notebooks/05_fusion.ipynb
     """
-    if not isinstance(cache, (bool, np.bool_)):
-        raise ValueError(f"cache must be True or False, got {cache!r}")
+    checks.flag("cache", cache)
+    if not checks.flag("compute", compute) and not cache:
+        raise ValueError("compute=False reads the cache only; it needs cache=True, got cache=False")
     key, w, method, protocol = _fused_inputs(eval_set, weights, method, protocol, item_vectors, cf_model, seed, cache_dir)
     path = _fused_file(key, cache_dir)
     if cache:
         hit = _read(path, key)
         if hit is not None:
             return hit
+    if not compute:
+        raise FileNotFoundError(f"the fused {eval_set} scores {path} are missing, damaged or foreign, and compute=False")
     sources = _blend_sources(eval_set, protocol, seed, item_vectors, cf_model, cache_dir, cache)
     seen = None if eval_set == "cold_test" else protocol.history(eval_set)  # as Protocol.rank masks
     scores = fusion.blend(sources, w, method=method, catalogue=protocol.catalogue(eval_set), seen=seen)

@@ -51,10 +51,7 @@ def _check(name, seed, root=None) -> None:
         raise TypeError(f"name must be a str, a lower-case identifier like 'cf.als', got {checks.describe(name)}")
     if not _NAME.fullmatch(name):
         raise ValueError(f"name must be a lower-case identifier like 'cf.als', got {name!r}")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be a non-negative int, got {checks.describe(seed)}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    checks.seed("seed", seed)
     if root is not None and (not isinstance(root, (str, os.PathLike)) or (isinstance(root, str) and not root.strip())):
         raise TypeError(f"root must be None or a folder (a non-empty str or os.PathLike), got {checks.describe(root)}")
 

@@ -61,26 +61,26 @@ def load_service(seed: int = 0) -> Service:
     params = None if best is None else choice(f"cf.{str(best).lower()}", f"the tuned {best} parameters", "03")
     blend = choice("fusion.blend", "the blend weights", "05")
     items = load_movielens_100k().items
-    if content is not None:
-        table = items.set_index("item_id").loc[proto.index.item_ids].reset_index()
-        vec_file = semantic.embedding_cache_path(semantic.item_text(table, content["template"]))
-        if not vec_file.is_file():
-            missing.append(f"the item vectors of template {content['template']!r} ({vec_file}), built by {_LESSON['02']}")
+    vectors = scores = None
+    if content is not None:  # read by content, never recomputed: a damaged file is reported like a missing one
+        try:
+            vectors = semantic.item_vectors(content["template"], index=proto.index, items=items, progress=False,
+                                            compute=False)
+        except FileNotFoundError as err:
+            missing.append(f"the item vectors of template {content['template']!r} ({err}), built by {_LESSON['02']}")
     if None in (content, best, params, blend):  # the fused file's name hashes these choices
         missing.append(f"the fused test scores (under {data_home() / 'scores'}; the name depends on the "
                        f"choices above), built by {_LESSON['05']}")
     else:
-        fused_file = artifacts.fused_scores_path("test", protocol=proto, seed=seed)
-        if not fused_file.is_file():
-            missing.append(f"the fused test scores ({fused_file}), built by {_LESSON['05']}")
+        try:
+            scores = artifacts.fused_scores("test", protocol=proto, seed=seed, compute=False)
+        except FileNotFoundError as err:
+            missing.append(f"the fused test scores ({err}), built by {_LESSON['05']}")
     if missing:
         raise MissingArtefacts(
             f"the served model needs artefacts that are not built yet for seed {seed} (data home {data_home()}):\n"
             + "\n".join(f"  - {m}" for m in missing)
             + "\nRun `make run` to build them all (every lesson), or run the lessons named above.")
-
-    vectors = semantic.item_vectors(content["template"], index=proto.index, items=items, progress=False)
-    scores = artifacts.fused_scores("test", protocol=proto, seed=seed)
 
     def encoder(texts):
         return semantic.encode_texts(texts, cache=False, progress=False)

@@ -36,11 +36,7 @@ def _check_topk(topk, k, n_items: int | None = None) -> np.ndarray:
     """The first k columns of ``topk`` as int64; -1 (``NO_ITEM``) is allowed and means "no item"."""
     if sp.issparse(topk):
         raise TypeError(f"topk must be a dense int array (n_users, k), got {checks.describe(topk)}")
-    topk = np.asarray(topk)
-    if topk.dtype == bool or not np.issubdtype(topk.dtype, np.integer):
-        raise TypeError(f"topk must hold integer item indices, got {checks.describe(topk)}")
-    if topk.ndim != 2:
-        raise ValueError(f"topk must be a 2-D array (n_users, k), got shape {topk.shape}")
+    topk = checks.item_lists("topk", topk)
     _check_k(k, topk.shape[1])
     top = topk[:, :k]
     if top.size and top.min() < NO_ITEM:
@@ -84,8 +80,14 @@ def _hits(topk, truth, k) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mean_over_relevant(values: np.ndarray, n_rel: np.ndarray) -> float:
+    """Mean over the users with at least one relevant item; a truth with none is an error, not a score of 0."""
     mask = n_rel > 0
-    return float(values[mask].mean()) if mask.any() else 0.0
+    if not mask.any():
+        raise ValueError(
+            "truth must hold at least one relevant item for the users of topk, got none "
+            f"(all {len(n_rel)} rows are empty); is it the right evaluation set and user order?"
+        )
+    return float(values[mask].mean())
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -247,7 +249,7 @@ def gini_index(topk, n_items: int, k: int = 10) -> float:
     listed = top.ravel()
     x = np.sort(np.bincount(listed[listed != NO_ITEM], minlength=n_items)).astype(float)
     if x.sum() == 0:
-        return 0.0
+        raise ValueError("gini_index needs at least one recommended item, got lists holding only -1 (no item)")
     i = np.arange(1, n_items + 1)
     return float(((2 * i - n_items - 1) * x).sum() / (n_items * x.sum()))
 

@@ -20,7 +20,6 @@ import numpy as np
 from recsuite.core import checks
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
-from recsuite.core.progress import tqdm
 from recsuite.models.base import CandidateScorer
 from recsuite.models.encoders import (
     DEFAULT_MODEL,
@@ -29,6 +28,7 @@ from recsuite.models.encoders import (
     mean_pool,
     model_identity,
     padded_batches,
+    run_in_eval,
     precision,
 )
 from recsuite.models.training import check_valid_fn, linear_schedule, param_groups, run_training
@@ -94,17 +94,8 @@ class CrossEncoder(torch.nn.Module):
         batch_size = checks.positive_int("batch_size", batch_size)
         out = np.empty(len(queries), dtype=np.float32)
         batches = padded_batches(self.tokenizer, queries, self.max_length, batch_size, text_pairs=items)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode(), autocast(self.device):
-                for idx, arrays in tqdm(batches, total=-(-len(queries) // batch_size), desc="cross-encode",
-                                        unit="batch", disable=not checks.flag("progress", progress), leave=False):
-                    batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
-                    out[idx] = self.logits(batch).float().cpu().numpy()
-        finally:
-            self.train(was_training)
-        return out
+        return run_in_eval(self, batches, out, self.logits, -(-len(queries) // batch_size), "cross-encode",
+                           checks.flag("progress", progress))
 
 
 def _check_model(model) -> CrossEncoder:

@@ -383,6 +383,28 @@ def padded_batches(tok, texts: list[str], max_length: int, batch_size: int, text
         yield rows, batch
 
 
+def run_in_eval(module, batches, out: np.ndarray, step, n_batches: int, desc: str, progress: bool = False) -> np.ndarray:
+    """Fill ``out[rows] = step(batch)`` for each ``(rows, batch)`` of ``padded_batches``, with ``module`` (a torch
+    module with a ``device``) in eval mode under ``torch.inference_mode`` and ``autocast``; its training mode is
+    restored afterwards, also on an error. ``batch`` maps input names to int64 tensors on the module's device.
+
+    Introduced in notebooks/09_finetuning.ipynb
+    """
+    torch = require("torch", "text")
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), autocast(module.device):
+            for rows, arrays in tqdm(batches, total=n_batches, desc=desc, unit="batch", disable=not progress,
+                                     leave=False):
+                batch = {k: torch.from_numpy(v).to(module.device) for k, v in arrays.items()}
+                out[rows] = step(batch).float().cpu().numpy()
+    finally:
+        module.train(was_training)
+    return out
+
+
 def encode_loop(texts: list[str], tok, forward, dim: int, batch_size: int, max_length: int, normalize: bool = True,
                 progress: bool = False) -> np.ndarray:
     """The one batched encode loop: ``padded_batches``, ``forward(batch) -> last_hidden_state`` (a tensor or an

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from recsuite.core import checks
+from recsuite.core.cache import atomic_write
 from recsuite.core.optional import require
 from recsuite.models.encoders import (
     DEFAULT_MODEL,
@@ -181,7 +182,8 @@ def save_adapter(model, path) -> Path:
         "base_identity": list(model_identity(model.base_name)) if kind == "lora" else None,
         "lora": model.lora,
     }
-    (path / _CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+    text = json.dumps(meta, indent=1)
+    atomic_write(path / _CONFIG_FILE, lambda fh: fh.write(text), text=True)  # last: it marks a complete save
     return path
 
 
@@ -209,7 +211,10 @@ def load_adapter(path, base: str | os.PathLike = DEFAULT_MODEL, trainable: bool 
         except (OSError, ValueError) as err:
             raise ValueError(f"{cfg} cannot be read ({err}); save the adapter again with save_adapter") from None
     elif (path / "adapter_config.json").is_file():
-        meta = {"mode": "lora", "shared": True, "pooling": "mean", "max_length": 128, "lora": None}
+        raise ValueError(
+            f"path={str(path)!r} holds adapter_config.json but no {_CONFIG_FILE}; its pooling, max_length and base "
+            "cannot be known (an interrupted or partial copy?); save it again with save_adapter"
+        )
     else:
         raise ValueError(f"path={str(path)!r} holds no saved adapter (expected {_CONFIG_FILE} or adapter_config.json)")
     if not isinstance(meta, dict) or meta.get("mode") not in ("lora", "full"):

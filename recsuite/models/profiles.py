@@ -110,7 +110,10 @@ def _history_stats(inter: pd.DataFrame, items: pd.DataFrame, top_genres: int, ma
     """Per-user statistics, vectorised with groupby: n_items, top genres, median decade, recent items."""
     if not {"item_id", "title", "year", "genres"} <= set(items.columns):
         raise ValueError(f"items_df must have columns item_id, title, year, genres; got {list(items.columns)}")
-    meta = items.drop_duplicates("item_id").set_index("item_id")
+    repeated = items["item_id"][items["item_id"].duplicated()].unique()
+    if len(repeated):
+        raise ValueError(f"items_df repeats item_id values, e.g. {repeated[:5].tolist()}; expected one row per item")
+    meta = items.set_index("item_id")
     titles = meta["title"]
     missing_title = titles.isna() | ~titles.map(lambda t: isinstance(t, str) and bool(t.strip()))
     if missing_title.any():

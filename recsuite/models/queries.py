@@ -74,6 +74,17 @@ def _check_lookup(name: str, table: np.ndarray, idx: np.ndarray, what: str) -> N
         raise ValueError(f"{name} has {len(table)} entries but the interactions use {what} index {int(idx.max())}")
 
 
+def _query_inputs(frame_name, frame, item_text, user_text, history_len, prefix, sep):
+    """The checked inputs both query builders share: time-sorted sequences, title and profile arrays, knobs."""
+    df = _sorted_sequences(_interactions(frame_name, frame))
+    titles = checks.text_array("item_text", item_text)
+    profiles = None if user_text is None else checks.text_array("user_text", user_text)
+    history_len = checks.positive_int("history_len", history_len)
+    prefix, sep = checks.text("prefix", prefix, empty=True), checks.text("sep", sep, empty=True)
+    _check_lookup("item_text", titles, df.item_idx.to_numpy(), "item")
+    return df, titles, profiles, history_len, prefix, sep
+
+
 def make_training_pairs(
     train_df: pd.DataFrame,
     item_text,
@@ -98,13 +109,9 @@ def make_training_pairs(
 
     Introduced in notebooks/09_finetuning.ipynb
     """
-    df = _sorted_sequences(_interactions("train_df", train_df))
-    titles = checks.text_array("item_text", item_text)
-    profiles = None if user_text is None else checks.text_array("user_text", user_text)
-    history_len = checks.positive_int("history_len", history_len)
-    prefix, sep = checks.text("prefix", prefix, empty=True), checks.text("sep", sep, empty=True)
+    df, titles, profiles, history_len, prefix, sep = _query_inputs(
+        "train_df", train_df, item_text, user_text, history_len, prefix, sep)
     min_history = checks.non_negative_int("min_history", min_history)
-    _check_lookup("item_text", titles, df.item_idx.to_numpy(), "item")
     if profiles is not None:
         _check_lookup("user_text", profiles, df.user_idx.to_numpy(), "user")
     if min_history == 0 and profiles is None:
@@ -148,12 +155,8 @@ def user_query_texts(
 
     Introduced in notebooks/09_finetuning.ipynb
     """
-    df = _sorted_sequences(_interactions("history_df", history_df))
-    titles = checks.text_array("item_text", item_text)
-    profiles = None if user_text is None else checks.text_array("user_text", user_text)
-    history_len = checks.positive_int("history_len", history_len)
-    prefix, sep = checks.text("prefix", prefix, empty=True), checks.text("sep", sep, empty=True)
-    _check_lookup("item_text", titles, df.item_idx.to_numpy(), "item")
+    df, titles, profiles, history_len, prefix, sep = _query_inputs(
+        "history_df", history_df, item_text, user_text, history_len, prefix, sep)
     if n_users is None:
         if profiles is not None:
             n_users = len(profiles)

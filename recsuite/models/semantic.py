@@ -261,6 +261,7 @@ def encode_texts(
     max_length: int | None = None,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    compute: bool = True,
 ) -> np.ndarray:
     """Float32 ``(n, d)`` sentence embeddings of ``texts``, L2-normalised (unless ``normalize=False``).
 
@@ -273,12 +274,16 @@ def encode_texts(
     result is stored under ``cache_dir`` (default ``datasets/embeddings``) in a file keyed by model and texts,
     see ``embedding_cache_path``; a hit runs no model at all, a damaged file is recomputed and overwritten,
     and a folder that cannot be written gives a ``RuntimeWarning`` naming the file (the vectors are returned).
+    With ``compute=False`` only the cache is read: a missing, damaged or foreign file raises
+    ``FileNotFoundError`` naming it, and no model is loaded.
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     texts = checks.texts("texts", texts)
     batch_size = checks.positive_int("batch_size", batch_size)
     use_cache = checks.flag("cache", cache)
+    if not checks.flag("compute", compute) and not use_cache:
+        raise ValueError("compute=False reads the cache only; it needs cache=True, got cache=False")
     normalize = checks.flag("normalize", normalize)
     progress = checks.flag("progress", progress)
     cache_dir = _check_cache_dir(cache_dir)
@@ -291,6 +296,9 @@ def encode_texts(
         hit = _read_cache(path, key)
         if hit is not None:
             return hit
+    if not compute:
+        raise FileNotFoundError(f"the embedding cache {path} is missing, damaged or built for other texts or another "
+                                "model, and compute=False")
     out = encode_batches(texts, model, batch_size=batch_size, device=dev, normalize=normalize,
                          max_length=max_length, progress=progress)
     if path is not None:
@@ -351,7 +359,7 @@ def user_profiles(history, item_vectors, center: bool = False) -> np.ndarray:
         )
     if center:
         v = _center(v)
-    x = checks.sparse("history", history)
+    x = checks.sparse("history", history, nonnegative=True)  # a negative weight is no interaction to average
     x.eliminate_zeros()  # a stored 0 is not an interaction
     x.data[:] = 1.0
     counts = np.asarray(x.sum(axis=1), dtype=np.float32)
@@ -420,6 +428,7 @@ def item_vectors(
     batch_size: int = 64,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    compute: bool = True,
 ) -> np.ndarray:
     """Float32 ``(n_items, d)`` unit item vectors, row ``i`` = item index ``i`` of the protocol (cache-or-compute).
 
@@ -427,7 +436,8 @@ def item_vectors(
     item ids; default ``load_protocol().index``) over ``items`` (default: MovieLens-100K's item table), and
     are encoded by ``encode_texts`` through its disk cache: the first call encodes (a few seconds on a CPU
     for MiniLM), later calls and later lessons read the same file, and a missing cache is rebuilt with
-    identical vectors. The vectors are *not* centred; ``center(item_vectors())`` gives the centred ones.
+    identical vectors (``compute=False``: read the cache only, ``FileNotFoundError`` when it cannot). The
+    vectors are *not* centred; ``center(item_vectors())`` gives the centred ones.
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
@@ -446,7 +456,7 @@ def item_vectors(
         )
     texts = item_text(table.loc[ids].reset_index(), template)
     return encode_texts(
-        texts, model, batch_size=batch_size, device=device, progress=progress, cache_dir=cache_dir
+        texts, model, batch_size=batch_size, device=device, progress=progress, cache_dir=cache_dir, compute=compute
     )
 
 

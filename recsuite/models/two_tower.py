@@ -21,7 +21,6 @@ import pandas as pd
 from recsuite.core import checks
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
-from recsuite.core.progress import tqdm
 from recsuite.models.base import Scorer
 from recsuite.models.contrastive import info_nce
 from recsuite.models.encoders import (
@@ -30,6 +29,7 @@ from recsuite.models.encoders import (
     load_pretrained,
     mean_pool,
     padded_batches,
+    run_in_eval,
     precision,
 )
 from recsuite.models.training import (
@@ -145,18 +145,8 @@ class TwoTower(torch.nn.Module):
         if len(arr) == 0:
             return out
         batches = padded_batches(self.tokenizer, list(arr), self.max_length, batch_size)
-        dev = self.device
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode(), autocast(dev):
-                for idx, arrays in tqdm(batches, total=-(-len(arr) // batch_size), desc=f"encode {tower}", unit="batch",
-                                        disable=not progress, leave=False):
-                    batch = {k: torch.from_numpy(v).to(dev) for k, v in arrays.items()}
-                    out[idx] = self.embed(batch, tower).cpu().numpy()
-        finally:
-            self.train(was_training)
-        return out
+        return run_in_eval(self, batches, out, lambda batch: self.embed(batch, tower), -(-len(arr) // batch_size),
+                           f"encode {tower}", progress)
 
 
 def check_two_tower(model) -> TwoTower:
@@ -186,7 +176,10 @@ def _check_hard_negatives(hard_negatives, n_pairs: int, n_items: int):
     h = np.asarray(hard_negatives)
     if h.ndim == 1:
         h = h[:, None]
-    if h.ndim != 2 or h.shape[0] != n_pairs or not np.issubdtype(h.dtype, np.integer):
+    if h.dtype == bool or not np.issubdtype(h.dtype, np.integer):
+        raise TypeError(f"hard_negatives must be an int array (n_pairs={n_pairs}, k) of item indices (-1 = none), "
+                        f"got {checks.describe(hard_negatives)}")
+    if h.ndim != 2 or h.shape[0] != n_pairs:
         raise ValueError(
             f"hard_negatives must be an int array (n_pairs={n_pairs}, k) of item indices (-1 = none), "
             f"got {h.dtype} {h.shape}"

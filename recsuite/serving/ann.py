@@ -263,11 +263,7 @@ def search(index, queries, k: int = 10, *, ef_search: int | None = None, nprobe:
 
 
 def _ids(name: str, value) -> np.ndarray:
-    a = np.asarray(value)
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must be an int array of item ids (n_queries, k), got {C.describe(a)}")
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_queries, k), got {C.describe(a)}")
+    a = C.item_lists(name, value)
     if a.size and a.min() < -1:
         raise ValueError(f"{name} holds {int(a.min())}; ids must be >= 0, or -1 for no result")
     return a.astype(np.int64, copy=False)
