@@ -4,8 +4,9 @@ MovieLens-100K sized synthetic task (seeded): 943 users, 200 distinct random can
 with 384-d random unit vectors, normally distributed scores, k = 10, theta = 0.7. The peer is
 ``recsuite.combine.rerank.dpp_single``, the plain per-user implementation of the same algorithm (Chen, Zhang & Zhou
 2018), called in a Python loop over users. Both run with one BLAS thread in this process and must return
-identical lists. Prints the best-of-N wall time of each, the ratio (target >= 5x), and batched MMR for
-comparison. Run: `.venv/bin/python benchmarks/bench_dpp.py`.
+identical lists. Prints the best-of-N wall time of each, the ratio measured in this run against the target
+(>= 30x, the project's performance issue), and batched MMR for comparison.
+Run: `.venv/bin/python benchmarks/bench_dpp.py`.
 """
 
 import time
@@ -18,6 +19,7 @@ from recsuite.combine import rerank as R
 N_USERS, N_ITEMS, M, DIM, K, THETA, LAM = 943, 1682, 200, 384, 10, 0.7, 0.5
 REPEATS = 5
 SEED = 0
+TARGET_RATIO = 30.0  # per-user time / batched time
 
 
 def best_of(fn, repeats=REPEATS):
@@ -65,7 +67,10 @@ def main():
             (f"recsuite.combine.rerank.mmr (batched, lam={LAM})", t_mmr)]
     for label, t in rows:
         print(f"{label:46s}{t * 1e3:8.1f} ms  ({t / N_USERS * 1e3:.3f} ms/user)")
-    print(f"  dpp speed ratio (per-user time / batched time): {t_user / t_batch:.2f}x  (target >= 5x)")
+    ratio = t_user / t_batch
+    verdict = "met" if ratio >= TARGET_RATIO else "not met"
+    print(f"  dpp speed ratio (per-user time / batched time): {ratio:.2f}x  (target >= {TARGET_RATIO:g}x: {verdict})")
+
 
 if __name__ == "__main__":
     main()

@@ -2,25 +2,13 @@
 Also: small builders shared by several test files (a CSR from item lists, a tiny random causal LM), and the
 order in which ``make test`` hands files to its two pytest-xdist workers (longest lesson first)."""
 
-import json
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-
-def notebook_seconds(path) -> float:
-    """Wall time of a committed notebook's last clean run: the sum of its cells' recorded execution times."""
-    total = 0.0
-    for cell in json.loads(Path(path).read_text()).get("cells", []):
-        ex = cell.get("metadata", {}).get("execution", {})
-        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
-            start, end = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
-                          for k in ("iopub.execute_input", "shell.execute_reply"))
-            total += (end - start).total_seconds()
-    return total
+from recsuite.course.runner import notebook_seconds
 
 
 def pytest_collection_modifyitems(config, items):

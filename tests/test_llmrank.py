@@ -1,5 +1,7 @@
 """recsuite.models.llmrank: KV-cache scoring equals naive scoring, zero-shot plumbing, faithfulness, bad input."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,42 @@ def test_gguf_file_identity(tmp_path):
 def test_packaged_lm_is_installed():
     path = causal_lm.packaged_lm()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50e6
+
+
+def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path):
+    """One GGUF parse builds the copy; later loads read it (identical weights); a damaged copy is rebuilt."""
+    import json
+
+    from recsuite.core.cache import sha256_file
+
+    _, gguf, fingerprint = causal_lm.lm_identity()
+    folder = causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path)
+    marker = json.loads((folder / "recsuite-dequantised.json").read_text())
+    assert marker["gguf"] == fingerprint and {"model.safetensors", "config.json", "tokenizer.json"} <= set(marker["files"])
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path) == folder
+    assert weights.stat().st_ino == stat.st_ino and weights.stat().st_mtime_ns == stat.st_mtime_ns  # not rebuilt
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+    tok, net = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)
+    assert net.config.tie_word_embeddings and torch.equal(net.lm_head.weight, net.model.embed_tokens.weight)
+    assert tok.chat_template and tok.eos_token_id is not None
+    first = {name: t.clone() for name, t in net.state_dict().items()}  # the weights are memory-mapped from the file
+    del net
+
+    raw = bytearray(weights.read_bytes())  # one byte flipped in place, size and mtime kept: a stat check trusts it
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path) == folder
+    rebuilt = json.loads((folder / "recsuite-dequantised.json").read_text())
+    assert sha256_file(weights) == rebuilt["files"]["model.safetensors"] and weights.read_bytes() != bytes(raw)
+    _, again = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)
+    second = again.state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    with pytest.raises(ValueError, match="gguf_path must be a .gguf file"):
+        causal_lm.dequantised_copy(tmp_path / "missing.gguf", fingerprint, cache_dir=tmp_path)
 
 
 SENTENCES = [

@@ -1,6 +1,7 @@
 """Hand-computed checks of recsuite.evaluation.metrics (k small enough to verify on paper)."""
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -292,6 +293,68 @@ def test_padding_leaves_full_lists_bit_identical():
     s[:, ~catalogue] = -np.inf
     s[ex.toarray() != 0] = -np.inf
     np.testing.assert_array_equal(top, np.argsort(-s, axis=1, kind="stable")[:, :10])
+
+
+def _stable_topk(scores, k, seen=None, catalogue=None):
+    """The definition: a full stable sort by score of each row, masked entries -inf and then -1."""
+    s = np.asarray(scores).astype(np.float32 if np.asarray(scores).dtype == np.float32 else np.float64)
+    if catalogue is not None:
+        s[:, ~catalogue] = -np.inf
+    if seen is not None:
+        s[seen.toarray() != 0] = -np.inf
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    if seen is not None or catalogue is not None:
+        top[np.take_along_axis(s, top, axis=1) == -np.inf] = M.NO_ITEM
+    return top
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("k", [1, 10, 37])
+def test_topk_from_scores_is_the_stable_sort_in_any_blocks_and_threads(monkeypatch, dtype, k):
+    rng = np.random.default_rng(k)
+    scores = rng.normal(size=(60, 500)) * 3
+    scores[:20] = np.round(scores[:20])  # many ties at the cut
+    scores[20:25] = 0.0  # all tied
+    scores[25, ::2] = -0.0  # -0.0 and 0.0 are equal scores
+    scores = scores.astype(dtype)
+    seen = sp.random(60, 500, density=0.3, random_state=k).toarray()
+    seen[30, :] = 1.0  # nothing rankable: all -1
+    seen[31, : 500 - k // 2] = 1.0  # fewer than k rankable items
+    seen = sp.csr_matrix(seen)
+    catalogue = rng.random(500) > 0.1
+    for mask in [{}, {"seen": seen}, {"seen": seen, "catalogue": catalogue}]:
+        expected = _stable_topk(scores, k, **mask)
+        got = M.topk_from_scores(scores, k, **mask)
+        np.testing.assert_array_equal(got, expected)
+        for block, threads in [(1, "1"), (1000, "2"), (1 << 19, "3")]:
+            monkeypatch.setattr(M, "_BLOCK", block)
+            monkeypatch.setenv("OMP_NUM_THREADS", threads)
+            np.testing.assert_array_equal(M.topk_from_scores(np.asfortranarray(scores), k, **mask), expected)
+
+
+def test_topk_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(M, "_BLOCK", 100)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    blocks, threads = M._row_blocks(50, 30)
+    assert threads == 1 and blocks[0].start == 0 and blocks[-1].stop == 50
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    blocks, threads = M._row_blocks(50, 30)
+    assert 1 <= threads <= (os.cpu_count() or 1) and len(blocks) % threads == 0
+    assert {b.stop - b.start for b in blocks} <= {3, 4} and blocks[-1].stop == 50
+    assert M._row_blocks(0, 30) == ([], 1)
+
+
+def test_hit_lookup_by_table_and_by_search_agree(monkeypatch):
+    rng = np.random.default_rng(5)
+    top = np.argsort(rng.random((40, 30)), axis=1)[:, :8]
+    top[rng.random(top.shape) < 0.2] = M.NO_ITEM
+    truth = sp.random(40, 30, density=0.2, random_state=2, format="csr")
+    truth.data[::4] = 0.0  # stored zeros are not relevant
+    table = M.hit_matrix(top, truth, 8)
+    monkeypatch.setattr(M, "_DENSE_LOOKUP", 0)
+    np.testing.assert_array_equal(M.hit_matrix(top, truth, 8), table)
+    dense = truth.toarray() != 0
+    np.testing.assert_array_equal(table, (top != M.NO_ITEM) & dense[np.arange(40)[:, None], top])
 
 
 # -- bad input: one table per public function -------------------------------------------------------------

@@ -299,6 +299,36 @@ def test_single_user_and_k_equals_m(path):
     assert R.dpp(items, scores, vec, 1, 0.5).tolist() == [[items[0, np.argmax(scores[0])]]]
 
 
+@pytest.mark.parametrize("theta", [0.0, 0.7])
+def test_dpp_batched_equals_single_on_a_larger_task(path, theta):
+    # Many users in several blocks; user group g draws its 40 candidates from 50 items spanning 4 + 2g
+    # dimensions, so the groups run out of rank (and switch to filling by score) at different steps.
+    rng = np.random.default_rng(11)
+    vec = np.zeros((300, 16))
+    for g in range(6):
+        vec[50 * g:50 * (g + 1), :4 + 2 * g] = rng.standard_normal((50, 4 + 2 * g))
+    items = np.concatenate([50 * g + np.argsort(rng.random((25, 50)), axis=1)[:, :40] for g in range(6)])
+    scores = rng.normal(size=(150, 40))
+    scores[::7, :5] = 1.0  # some exact score ties
+    k = 15
+    out = R.dpp(items, scores, vec, k, theta)
+    ref = np.stack([R.dpp_single(i, s, vec, k, theta) for i, s in zip(items, scores)])
+    np.testing.assert_array_equal(out, ref)
+    assert all(len(set(row)) == k for row in out.tolist())
+
+
+@pytest.mark.parametrize("ratio", [0, math.inf])  # sort each row / boolean (row, item) table
+def test_repeated_candidates_are_found_by_either_check(monkeypatch, ratio):
+    monkeypatch.setattr(batching, "REPEAT_FLAG_RATIO", ratio)
+    monkeypatch.setattr(batching, "BLOCK_BYTES", 16)  # the table in several blocks of rows
+    vec = np.eye(6)
+    ok = [[0, 1, 2], [3, 4, 5], [5, 0, 3]]
+    assert R.mmr(ok, np.ones((3, 3)), vec, 2, 0.5).shape == (3, 2)
+    for bad, row in (([[0, 1, 2], [3, 4, 3], [5, 5, 3]], 1), ([[0, 1, 2], [3, 4, 5], [2, 0, 2]], 2)):
+        with pytest.raises(ValueError, match=rf"cand_items repeats an item within a row \(first in row {row}\)"):
+            R.dpp(bad, np.ones((3, 3)), vec, 2, 0.5)
+
+
 # -- calibration --------------------------------------------------------------------------------------
 # Two genres, a user whose history is half A, half B. Candidates i0 (A, score 1), i1 (A, .9), i2 (B, .1).
 # With q~ = .99·q + .01·p: a list of one genre has q~ = (.995, .005), KL = .5 ln(.5/.995) + .5 ln(.5/.005)

@@ -71,3 +71,44 @@ def test_execute_stops_every_kernel_it_started_and_keeps_a_failed_notebook_untou
         R.execute([bad], None)
     assert bad.read_text() == source, "a failed in-place run must leave the notebook as it was"
     assert (tmp_path / "build" / "notebooks" / "bad.failed.ipynb").is_file()
+
+
+def _code_notebook(path, code):
+    import json
+
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "source": code,
+                                           "outputs": [], "execution_count": None}],
+                                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_execute_runs_notebooks_at_the_same_time_with_jobs(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("RECSUITE_HOME", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    flag = tmp_path / "b-started"
+    # a waits for b to have started: run one after the other, a would give up after 120 s and fail
+    a = _code_notebook(tmp_path / "a.ipynb", f"import os, pathlib, time\nt = time.time()\n"
+                       f"while not pathlib.Path({str(flag)!r}).exists():\n    assert time.time() - t < 120, 'alone'\n"
+                       "    time.sleep(0.05)\nprint(os.environ['OMP_NUM_THREADS'])")
+    b = _code_notebook(tmp_path / "b.ipynb", f"import pathlib\npathlib.Path({str(flag)!r}).touch()\nprint('b')")
+    timings = runner.execute([a, b], tmp_path / "out", jobs=2)
+    assert [name for name, _ in timings] == ["a.ipynb", "b.ipynb"]  # in the order asked, whatever ran first
+    out = json.loads((tmp_path / "out" / "a.ipynb").read_text())["cells"][0]["outputs"][0]["text"]
+    import os
+    assert "".join(out).strip() == str(max(1, (os.cpu_count() or 1) // 2))
+    assert "OMP_NUM_THREADS" not in os.environ  # the runner's own environment is left as it was
+    table = runner.time_table(timings, 3.0)
+    assert "a.ipynb" in table and "b.ipynb" in table and "wall time" in table
+
+
+def test_execute_with_jobs_stops_starting_after_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSUITE_HOME", str(tmp_path))
+    bad = _code_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('boom')")
+    with pytest.raises(Exception, match="boom"):
+        runner.execute([bad], tmp_path / "out", jobs=2)
+    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+        runner.execute([bad], tmp_path / "out", jobs=0)
+    with pytest.raises(TypeError, match="jobs must be an int >= 1"):
+        runner.execute([bad], tmp_path / "out", jobs=2.0)

@@ -217,7 +217,8 @@ def test_cost_run_raises_on_timeout_and_leaves_no_process(monkeypatch):
     marker = f"{os.getpid()}-{time.time_ns()}"
     monkeypatch.setenv("RECSUITE_COST_RUN_TEST", marker)  # inherited by the child and by anything it starts
     with pytest.raises(TimeoutError, match="timeout"):
-        cost.cost_run("implicit", scale=1, timeout=2, rank=4, iterations=1)
+        # 50 copies of the log and 50 sweeps: far beyond 2 s on any machine (scale 1 with one sweep was not)
+        cost.cost_run("implicit", scale=50, timeout=2, rank=4, iterations=50)
     assert _marked(marker) == []
 
 

@@ -237,6 +237,10 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
     ``DPP_EPS`` (S rank-deficient: duplicates, more candidates than dimensions), the remaining places are
     filled by score. No item is picked twice. Same picks as ``dpp_single`` run user by user.
 
+    Each step runs for a block of users at once: the cosine rows S_j· are looked up in one Gram matrix of
+    the distinct candidates (U²·d once) or computed from the gathered vectors (O(M·d) per user and step),
+    and the ⟨c_j, c_i⟩ of the update are one batched matrix product over the block's users.
+
     Introduced in notebooks/07_reranking.ipynb
     """
     unit = unit_vectors("item_vectors", item_vectors)
@@ -246,35 +250,51 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
 
 
 def _dpp_block(s: np.ndarray, cos: Cosines, k: int, alpha: float) -> np.ndarray:
-    """Candidate positions (B, k) picked by the greedy DPP for one block of users."""
+    """Candidate positions (B, k) picked by the greedy DPP for one block of users.
+
+    Per step, over the whole block: one argmax of d², one cosine row per user (``cos.row``), and the
+    Cholesky update ⟨c_j, c_i⟩ for every user and candidate as one batched product over the rows
+    c (t, B, M) picked so far. Work buffers are reused across steps; the scores left for filling are only
+    built once some user runs out of rank.
+    """
     b, m = s.shape
     ar = np.arange(b)
     q = _quality(s, alpha)
     d2 = q * q  # L_ii = q_i² · S_ii, S_ii = 1 (also for zero vectors: an item is like itself)
-    left = s.copy()  # scores of the candidates not yet picked, for filling by score
-    c = np.zeros((k - 1, b, m))  # Cholesky rows c[t, u, i], one per pick but the last
+    c = np.empty((k - 1, b, m))  # Cholesky rows c[t, u, i], one per pick but the last
+    sq = np.empty((b, m))  # e²
+    dot = np.empty((b, m))  # ⟨c_j, c_i⟩, then divided by d_j
     done = np.zeros(b, dtype=bool)  # users whose kernel ran out of rank: filled by score from then on
+    left = None  # scores of the candidates not yet picked, built when first needed
     picks = np.empty((b, k), dtype=np.int64)
     for t in range(k):
         pos = d2.argmax(axis=1)  # picked candidates hold d² = -inf, so they never come back
         best = d2[ar, pos]
         done |= best < DPP_EPS
-        if done.any():
+        filling = bool(done.any())
+        if filling:
+            if left is None:
+                left = s.copy()
+                left[ar[:, None], picks[:, :t]] = -np.inf
             pos = np.where(done, left.argmax(axis=1), pos)
+            best = np.where(done, 1.0, best)
+            left[ar, pos] = -np.inf
         picks[:, t] = pos
         d2[ar, pos] = -np.inf
-        left[ar, pos] = -np.inf
         if t == k - 1:
             break
-        inv_dj = 1.0 / np.sqrt(np.where(done, 1.0, best))
+        inv_dj = 1.0 / np.sqrt(best)
+        # e_i = (q_j·q_i·S_ji − ⟨c_j, c_i⟩) / d_j, written straight into its Cholesky row
         e = c[t]
         np.multiply(cos.row(pos), q, out=e)
         e *= (q[ar, pos] * inv_dj)[:, None]
         if t:
-            e -= np.einsum("tb,tbm->bm", c[:t, ar, pos], c[:t]) * inv_dj[:, None]
-        if done.any():
+            np.einsum("tb,tbm->bm", c[:t, ar, pos], c[:t], out=dot)  # (t, B) picked rows against all
+            dot *= inv_dj[:, None]
+            e -= dot
+        if filling:
             e[done] = 0.0  # keeps the unused rows of filled users finite
-        d2 -= e * e
+        d2 -= np.multiply(e, e, out=sq)
     return picks
 
 

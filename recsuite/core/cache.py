@@ -59,6 +59,18 @@ def key_digest(key: dict, length: int = 20) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file's contents, read every time (never remembered by size or mtime)."""
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path.strip()):
+        # open(3) would hash whatever file descriptor 3 is, then close it
+        raise TypeError(f"path must be a file name (a non-empty str or os.PathLike), got {checks.describe(path)}")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_array(path, key: dict, name: str):
     """The array ``name`` stored in ``path`` with exactly ``key``, or None (absent, unreadable or another key)."""
     path, name = _path(path), _array_name(name)

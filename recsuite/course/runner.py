@@ -15,7 +15,10 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from recsuite.core.cache import atomic_write
@@ -133,9 +136,29 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
         raise ValueError(f"parameters {unknown} are knobs of none of {[p.name for p in paths]}")
 
 
+def notebook_seconds(path) -> float:
+    """Wall time of a notebook's last recorded run: the sum of its cells' execution times (0 when none were kept)."""
+    total = 0.0
+    for cell in json.loads(Path(path).read_text()).get("cells", []):
+        ex = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
+            start, end = (datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            total += (end - start).total_seconds()
+    return total
+
+
 def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parameters: dict | None = None,
-            allow_errors: bool = False) -> list[tuple[str, float]]:
-    """Run each notebook top to bottom; stop at the first failing cell. Returns (name, seconds) pairs."""
+            allow_errors: bool = False, jobs: int = 1) -> list[tuple[str, float]]:
+    """Run each notebook top to bottom in its own kernel; stop at the first failing cell. Returns (name, seconds)
+    pairs in the order of ``paths``.
+
+    With ``jobs`` > 1 that many notebooks run at once, the longest (by their last recorded run) first, each
+    kernel given ``cores // jobs`` BLAS/OpenMP threads unless ``OMP_NUM_THREADS`` is set: two kernels that each
+    spin one OpenMP thread per core stall each other. Lessons may run in any order and at the same time, since
+    every artefact is built on demand and written atomically. After a failure no further notebook starts;
+    the ones running finish, then the first error is raised.
+    """
 
     paths = _notebook_paths(paths)
     parameters = _parameter_dict(parameters)
@@ -148,6 +171,9 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
         raise ValueError(f"timeout must be a positive number of seconds per cell, got {timeout!r}")
     if not isinstance(allow_errors, bool):
         raise TypeError(f"allow_errors must be True or False, got {allow_errors!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise (TypeError if not isinstance(jobs, int) or isinstance(jobs, bool) else ValueError)(
+            f"jobs must be an int >= 1 (notebooks run at once), got {jobs!r}")
     check_parameters(paths, parameters or {})
     if out_dir is None and parameters:
         raise ValueError("parameters cannot be combined with out_dir=None: an in-place run rewrites the committed "
@@ -157,7 +183,7 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
     with tempfile.TemporaryDirectory() as tmp:
         kernel = _pin_kernel_to_this_env(Path(tmp))
         try:
-            timings = _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel)
+            timings = _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs)
         finally:  # the pinned kernel's folder is about to go: the environment must not keep pointing at it
             if jupyter_path is None:
                 os.environ.pop("JUPYTER_PATH", None)
@@ -166,42 +192,84 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
     return timings
 
 
-def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel) -> list:
+def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs) -> list:
+    if jobs == 1:
+        return [_run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel)
+                for i, path in enumerate(paths)]
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    for var in saved:
+        os.environ.setdefault(var, threads)  # the kernels inherit it
+    try:
+        return _run_parallel(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs)
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+
+
+def _run_parallel(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs) -> list:
+    order = sorted(range(len(paths)), key=lambda i: -notebook_seconds(paths[i]))  # longest first
+    stop = threading.Event()
+    results, errors = {}, []
+
+    def run(i):
+        if stop.is_set():
+            return
+        try:
+            results[i] = _run_one(i, paths[i], out_dir, timeout, parameters, allow_errors, tmp, kernel)
+        except BaseException as err:
+            stop.set()
+            errors.append(err)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(run, order))
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(paths))]
+
+
+def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -> tuple[str, float]:
     import nbformat
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
-    timings = []
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        inject_parameters(nb, parameters or {})
-        start = time.perf_counter()
-        print(f"running {path.name} ...", flush=True)
-        # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
-        # about unencrypted TCP
-        km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(tmp) / f"kernel-{len(timings)}"))
-        client = NotebookClient(
-            nb, km=km, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
-            allow_errors=allow_errors,
-        )
-        failed = True
-        try:
-            client.execute()
-            failed = False
-        finally:
-            if km.has_kernel:  # a kernel the runner started is the runner's to stop (nbclient leaves a given km running)
-                km.shutdown_kernel(now=True)
-            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-            # an in-place run that failed leaves the notebook as it was; its half-run copy goes to build/
-            if out_dir is None and failed:
-                target = build_dir() / "notebooks" / f"{path.stem}.failed.ipynb"
-            else:
-                target = path if out_dir is None else out_dir / path.name
-            atomic_write(target, lambda fh: nbformat.write(nb, fh), text=True)
-        seconds = time.perf_counter() - start
-        timings.append((path.name, seconds))
-        print(f"  done in {seconds:.0f} s -> {target}", flush=True)
-    return timings
+    nb = nbformat.read(path, as_version=4)
+    inject_parameters(nb, parameters or {})
+    start = time.perf_counter()
+    print(f"running {path.name} ...", flush=True)
+    # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
+    # about unencrypted TCP
+    km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(tmp) / f"kernel-{i}"))
+    client = NotebookClient(
+        nb, km=km, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
+        allow_errors=allow_errors,
+    )
+    failed = True
+    try:
+        client.execute()
+        failed = False
+    finally:
+        if km.has_kernel:  # a kernel the runner started is the runner's to stop (nbclient leaves a given km running)
+            km.shutdown_kernel(now=True)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+        # an in-place run that failed leaves the notebook as it was; its half-run copy goes to build/
+        if out_dir is None and failed:
+            target = build_dir() / "notebooks" / f"{path.stem}.failed.ipynb"
+        else:
+            target = path if out_dir is None else out_dir / path.name
+        atomic_write(target, lambda fh: nbformat.write(nb, fh), text=True)
+    seconds = time.perf_counter() - start
+    print(f"  {path.name} done in {seconds:.0f} s -> {target}", flush=True)
+    return path.name, seconds
+
+
+def time_table(timings, wall: float) -> str:
+    """The per-lesson time table ``make run`` prints: one row per notebook, then the sum and the wall time."""
+    rows = [f"{'lesson':45s} {'seconds':>8s}"] + [f"{name:45s} {sec:8.0f}" for name, sec in timings]
+    rows.append(f"{'sum of lessons':45s} {sum(sec for _, sec in timings):8.0f}")
+    rows.append(f"{'wall time':45s} {wall:8.0f}")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a knob of the parameters cell, e.g. --param SEED=1 (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default build/notebooks)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="notebooks run at once (default: 2, or 1 on one core)")
     if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv)):
         raise TypeError(f"argv must be None or a list of str, got {argv!r}"[:200])
     args = parser.parse_args(argv)
@@ -235,10 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         check_parameters(paths, parameters)
     except ValueError as e:
         parser.error(str(e))
-    timings = execute(paths, out_dir, args.timeout, parameters)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    timings = execute(paths, out_dir, args.timeout, parameters, jobs=args.jobs)
     md = write_markdown(results_path())
-    print("\n".join(f"{name:45s} {sec:7.0f} s" for name, sec in timings))
-    print(f"total {time.perf_counter() - start:.0f} s; leaderboard: {md}")
+    print(time_table(timings, time.perf_counter() - start))
+    print(f"leaderboard: {md}")
     return 0
 
 

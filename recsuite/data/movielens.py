@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recsuite.core import checks
-from recsuite.core.cache import atomic_write
+from recsuite.core.cache import atomic_write, sha256_file
 from recsuite.core.optional import require
 from recsuite.core.paths import data_home
 
@@ -83,18 +83,6 @@ def movielens_100k_dir() -> Path:
             "run `make venv` (or `pip install recbole==1.2.1`)"
         ) from err
     return Path(recbole.__file__).resolve().parent / "dataset_example" / "ml-100k"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's contents, read every time (never remembered by size or mtime)."""
-    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path.strip()):
-        # open(3) would hash whatever file descriptor 3 is, then close it
-        raise TypeError(f"path must be a file name (a non-empty str or os.PathLike), got {checks.describe(path)}")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _checked(folder: Path, name: str, verify: bool) -> Path:

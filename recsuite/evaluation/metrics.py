@@ -10,6 +10,10 @@ numbers of both libraries agree on the same lists.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -59,44 +63,59 @@ def _check_truth(truth, n_rows: int) -> sp.csr_matrix:
     return truth
 
 
+#: Largest n_users * n_items for which ``_hits`` looks the lists up in a dense boolean table (32 MiB).
+_DENSE_LOOKUP = 1 << 25
+
+
 def _hits(topk, truth, k) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (n_users, k) hit matrix and the number of relevant items per user."""
     if not sp.issparse(truth):
         raise TypeError(f"truth must be a scipy.sparse matrix (n_users, n_items), got {checks.describe(truth)}")
     top = _check_topk(topk, k, truth.shape[1])
-    truth = _check_truth(truth, top.shape[0])
-    t = truth.copy()
+    t = _check_truth(truth, top.shape[0])  # a copy, duplicates summed and indices sorted
     t.eliminate_zeros()
-    t.sum_duplicates()
-    t.sort_indices()
-    n_items = np.int64(t.shape[1])
-    rows = np.repeat(np.arange(t.shape[0], dtype=np.int64), np.diff(t.indptr))
-    keys = rows * n_items + t.indices  # sorted, because rows are and indices are sorted within a row
-    query = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
-    pos = np.searchsorted(keys, query)
-    hits = keys[np.minimum(pos, len(keys) - 1)] == query if len(keys) else np.zeros(query.shape, bool)
+    n_users, n_items = t.shape
+    rows = np.repeat(np.arange(n_users, dtype=np.int64) * n_items, np.diff(t.indptr))
+    keys = rows + t.indices  # flat (user, item) positions, sorted: rows are and indices are within a row
+    query = np.arange(n_users, dtype=np.int64)[:, None] * n_items + top
+    if n_users * n_items <= _DENSE_LOOKUP:
+        table = np.zeros(n_users * n_items + 1, dtype=bool)  # the last slot answers row 0's -1: False
+        table[keys] = True
+        hits = table[query]
+    elif len(keys):
+        pos = np.searchsorted(keys, query)
+        hits = keys[np.minimum(pos, len(keys) - 1)] == query
+    else:
+        hits = np.zeros(query.shape, bool)
     hits &= top != NO_ITEM  # -1 would otherwise match the previous user's last item
     return hits, np.diff(t.indptr)
 
 
-def _mean_over_relevant(values: np.ndarray, n_rel: np.ndarray) -> float:
-    """Mean over the users with at least one relevant item; a truth with none is an error, not a score of 0."""
+def _relevant(n_rel: np.ndarray) -> np.ndarray:
+    """The users with at least one relevant item; a truth with none is an error, not a score of 0."""
     mask = n_rel > 0
     if not mask.any():
         raise ValueError(
             "truth must hold at least one relevant item for the users of topk, got none "
             f"(all {len(n_rel)} rows are empty); is it the right evaluation set and user order?"
         )
-    return float(values[mask].mean())
+    return mask
+
+
+def _mean_over_relevant(values: np.ndarray, n_rel: np.ndarray) -> float:
+    """Mean over the users with at least one relevant item (``_relevant``)."""
+    return float(values[_relevant(n_rel)].mean())
 
 
 def _discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2))
 
 
-def _per_user(hits: np.ndarray, n_rel: np.ndarray, name: str) -> np.ndarray:
+def _per_user(hits: np.ndarray, n_rel: np.ndarray, name: str, n_hit: np.ndarray | None = None) -> np.ndarray:
+    """Metric ``name`` per user; ``n_hit`` (hits per row) may be passed in when several metrics share it."""
     k = hits.shape[1]
-    n_hit = hits.sum(axis=1)
+    if n_hit is None:
+        n_hit = hits.sum(axis=1)
     if name == "ndcg":
         disc = _discounts(k)
         idcg = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n_rel, k)]
@@ -187,8 +206,8 @@ def per_user_metrics(topk, truth, k: int = 10) -> pd.DataFrame:
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     hits, n_rel = _hits(topk, truth, k)
-    has = n_rel > 0
-    df = pd.DataFrame({f"{m}@{k}": np.where(has, _per_user(hits, n_rel, m), np.nan) for m in RANKING})
+    has, n_hit = n_rel > 0, hits.sum(axis=1)
+    df = pd.DataFrame({f"{m}@{k}": np.where(has, _per_user(hits, n_rel, m, n_hit), np.nan) for m in RANKING})
     df.insert(0, "n_relevant", n_rel.astype(np.int64))
     df.index.name = "user_idx"
     return df
@@ -273,6 +292,83 @@ def novelty(topk, item_popularity, k: int = 10) -> float:
 
 
 # -- from scores to lists -----------------------------------------------------------------------------
+#: Elements of the score matrix per block of rows in ``topk_from_scores`` (about 2 MiB of float32).
+_BLOCK = 1 << 19
+
+
+def _threads() -> int:
+    """Worker threads ``topk_from_scores`` may use: the usable cores, at most ``OMP_NUM_THREADS`` if set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    return max(1, cores)
+
+
+def _row_blocks(n_users: int, n_items: int) -> tuple[list[slice], int]:
+    """Blocks of rows of about ``_BLOCK`` scores (sizes differ by one row at most), and the threads to rank them.
+
+    The number of blocks is a multiple of the number of threads where there are enough rows; each thread
+    takes the next block left, so the blocks, not the threads, decide which rows are ranked together.
+    """
+    n_blocks = min(n_users, -(-n_users * n_items // _BLOCK))
+    threads = min(_threads(), n_blocks) if n_blocks > 1 else 1
+    n_blocks = min(n_users, -(-n_blocks // threads) * threads)
+    return [slice(n_users * i // n_blocks, n_users * (i + 1) // n_blocks) for i in range(n_blocks)], threads
+
+
+def _topk_block(s: np.ndarray, rows: slice, k: int, dtype, hidden, ex) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and their scores (in ``dtype``) for ``s[rows]``; masked entries score -inf.
+
+    ``hidden`` holds the columns outside the catalogue (or None), ``ex`` the CSR of seen items (or None).
+    Exactly the first k of each row in the order (score descending, item index ascending), without
+    sorting whole rows: the columns are split into g groups (group j holds the columns j, j + g, ...), and
+    the k-th largest of the group maxima is a lower bound of the row's k-th largest score (the k groups
+    with the largest maxima hold k distinct entries at least that large). Only the entries at or above it,
+    found in item order, are sorted, stably by score; with g = n_items the bound is exact.
+    """
+    m, n = s[rows].shape
+    g = min(n, max(4 * k, -(-n // 16)))  # at most 16 columns a group
+    width = -(-n // g) * g
+    x = np.empty((m, width), dtype=dtype)  # a copy, padded to whole groups with -inf
+    x[:, :n] = s[rows]
+    x[:, n:] = -np.inf
+    flat = x.ravel()
+    if hidden is not None:
+        x[:, hidden] = -np.inf
+    if ex is not None:
+        lo, hi = ex.indptr[rows.start], ex.indptr[rows.stop]
+        offset = np.repeat(np.arange(m, dtype=np.int64) * width, np.diff(ex.indptr[rows.start:rows.stop + 1]))
+        flat[offset + ex.indices[lo:hi]] = -np.inf
+    best = x if width == g else x.reshape(m, width // g, g).max(axis=1)
+    bound = np.partition(best, g - k, axis=1)[:, g - k]
+    # Row-major, so in item order within a row. A padding slot is a candidate only where the bound is -inf,
+    # and then all n >= k items of the row are too, ahead of it: it is never among the first k.
+    idx = np.flatnonzero(x >= bound[:, None])
+    r = idx // width
+    c = idx - r * width
+    v = flat[idx]
+    counts = np.bincount(r, minlength=m)  # >= k in every row
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    # Most rows have a few more than k candidates: one (m, cols) matrix of them, in item order, sorted
+    # stably per row. Rows with many (ties at the cut, fewer than k rankable items) are sorted apart.
+    many = counts > max(4 * k, 64)
+    few = ~many[r] if many.any() else slice(None)
+    cols = int(counts[~many].max()) if (~many).any() else k
+    padded = np.full((m, cols), -np.inf, dtype=dtype)  # -inf after a row's candidates: never before them
+    padded.ravel()[(r * cols + (np.arange(len(idx)) - first[r]))[few]] = v[few]
+    pick = first[:, None] + np.argsort(-padded, axis=1, kind="stable")[:, :k]
+    if many.any():  # grouped by row, best first within each
+        big = np.flatnonzero(many[r])
+        order = big[np.lexsort((c[big], -v[big], r[big]))]
+        starts = np.concatenate(([0], np.cumsum(counts[many])[:-1]))
+        pick[many] = order[starts[:, None] + np.arange(k)]
+    return c[pick], v[pick]
+
+
 def topk_from_scores(scores, k: int, *, seen=None, catalogue=None) -> np.ndarray:
     """Top-k item indices per user, best first, as an int64 (n_users, k) array.
 
@@ -280,8 +376,12 @@ def topk_from_scores(scores, k: int, *, seen=None, catalogue=None) -> np.ndarray
     boolean (n_items,) mask of the catalogue to rank. Equal scores are ordered by item index, so the
     result is deterministic. A user with fewer than k rankable items gets a short list padded at the
     end with -1 (``NO_ITEM``), never with a masked item; every metric here reads -1 as "no item"
-    (never a hit, not counted in coverage, Gini or novelty). Vectorised: ``argpartition`` per row, exact re-sort only of rows with
-    ties at the cut.
+    (never a hit, not counted in coverage, Gini or novelty).
+
+    Ranks blocks of users of about ``_BLOCK`` scores each, in as many threads as there are usable cores
+    (at most ``OMP_NUM_THREADS`` when set), so the working memory is a few blocks, not copies of the whole
+    matrix; the lists never depend on the number of threads. Within a row only the entries at or above a
+    cheap lower bound of its k-th largest score are sorted (``_topk_block``).
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
@@ -290,30 +390,39 @@ def topk_from_scores(scores, k: int, *, seen=None, catalogue=None) -> np.ndarray
         raise ValueError(f"scores must be a 2-D array (n_users, n_items), got shape {s.shape}")
     if s.dtype == bool or not (np.issubdtype(s.dtype, np.integer) or np.issubdtype(s.dtype, np.floating)):
         raise TypeError(f"scores must be a real int or float array, got dtype {s.dtype}")
-    if not np.all(np.isfinite(s)):
+    if not np.issubdtype(s.dtype, np.integer) and not np.isfinite(s).all():
         raise ValueError("scores holds NaN or inf; mask items with seen=/catalogue= instead")
     n_users, n_items = s.shape
     _check_k(k, n_items)
     # float32 stays float32 (the lessons' matrices); integers rank in float64, which holds them exactly up to 2**53
-    s = s.astype(np.float32 if s.dtype == np.float32 else np.float64, copy=True)
+    dtype = np.float32 if s.dtype == np.float32 else np.float64
     catalogue = checks.catalogue_mask(catalogue, n_items)
     ex = checks.seen_matrix(seen, s.shape)
-    if catalogue is not None:
-        s[:, ~catalogue] = -np.inf
-    if ex is not None:
-        rows = np.repeat(np.arange(n_users), np.diff(ex.indptr))
-        s[rows, ex.indices] = -np.inf
-    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(s, part, axis=1)
-    cut = vals.min(axis=1)
-    tied = np.flatnonzero((s >= cut[:, None]).sum(axis=1) > k)
-    if tied.size:
-        part[tied] = np.argsort(-s[tied], axis=1, kind="stable")[:, :k]
-        vals[tied] = np.take_along_axis(s[tied], part[tied], axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    top = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    hidden = None if catalogue is None or catalogue.all() else np.flatnonzero(~catalogue)
+    blocks, threads = _row_blocks(n_users, n_items)
+    top = np.empty((n_users, k), dtype=np.int64)
+    vals = np.empty((n_users, k), dtype=dtype)
+
+    todo, taking = iter(blocks), threading.Lock()
+
+    def rank() -> None:  # takes the next block until none is left, so a slow thread holds up no other
+        while True:
+            with taking:
+                rows = next(todo, None)
+            if rows is None:
+                return
+            top[rows], vals[rows] = _topk_block(s, rows, k, dtype, hidden, ex)
+
+    if threads == 1:
+        rank()
+    else:  # this thread ranks blocks too
+        with ThreadPoolExecutor(threads - 1) as pool:
+            others = [pool.submit(rank) for _ in range(threads - 1)]
+            rank()
+            for done in others:
+                done.result()
     if catalogue is not None or seen is not None:
-        top[np.take_along_axis(vals, order, axis=1) == -np.inf] = NO_ITEM  # masked, so not an answer
+        top[vals == -np.inf] = NO_ITEM  # masked, so not an answer
     return top
 
 
@@ -335,8 +444,9 @@ def evaluate(
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     hits, n_rel = _hits(topk, truth, k)
-    row = {f"{name}@{k}": _mean_over_relevant(_per_user(hits, n_rel, name), n_rel) for name in RANKING}
-    top = np.asarray(topk)[:, :k].astype(np.int64)
+    relevant, n_hit = _relevant(n_rel), hits.sum(axis=1)
+    row = {f"{name}@{k}": float(_per_user(hits, n_rel, name, n_hit)[relevant].mean()) for name in RANKING}
+    top = np.asarray(topk)[:, :k].astype(np.int64, copy=False)
     if catalogue is not None:
         n_all = truth.shape[1]
         items = np.flatnonzero(checks.bool_mask("catalogue", catalogue, n_all))

@@ -12,11 +12,13 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 from recsuite.core import checks
-from recsuite.core.cache import atomic_write
+from recsuite.core.cache import atomic_write, sha256_file
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
 from recsuite.core.paths import data_home
@@ -71,20 +73,89 @@ def lm_identity(model_name_or_path=None) -> tuple[str, str, str]:
     return model_identity(model_name_or_path)
 
 
+#: The file that marks a complete dequantised copy of a GGUF model and lists its files' SHA-256.
+_DEQUANTISED_MARKER = "recsuite-dequantised.json"
+
+
+def _dequantised_is_whole(folder: Path, fingerprint: str) -> bool:
+    """Whether ``folder`` holds the whole dequantised copy of the GGUF file ``fingerprint`` names, by content."""
+    try:
+        marker = json.loads((folder / _DEQUANTISED_MARKER).read_text())
+        files = marker["files"]
+        if marker.get("gguf") != fingerprint or not isinstance(files, dict) or not files:
+            return False
+        return all(sha256_file(folder / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
+    """A folder holding the GGUF model ``gguf_path`` dequantised to fp32 safetensors with its tokenizer, built once.
+
+    Reading a GGUF file means dequantising every tensor (about 20 s for SmolLM2-135M on a CPU core, and
+    transformers parses the file again for the config and the tokenizer); the copy loads in about a second.
+    It lives under ``cache_dir`` (default ``datasets/lm``) in a folder named by ``fingerprint`` (the GGUF
+    file's content hash, ``lm_identity``), is written to a temporary folder and renamed into place (two
+    processes building it at once leave one whole copy), and is trusted only when a marker written last
+    lists every file with its SHA-256 and the files still match: a damaged copy is rebuilt.
+
+    Introduced in notebooks/02_llm_semantic_features.ipynb
+    """
+    gguf_path = Path(gguf_path)
+    if gguf_path.suffix != ".gguf" or not gguf_path.is_file():
+        raise ValueError(f"gguf_path must be a .gguf file, got {str(gguf_path)!r}")
+    fingerprint = checks.text("fingerprint", fingerprint)
+    root = Path(cache_dir) if cache_dir is not None else data_home() / "lm"
+    folder = root / f"{re.sub(r'[^A-Za-z0-9]+', '-', gguf_path.stem).strip('-')[:40]}-{fingerprint}"
+    if _dequantised_is_whole(folder, fingerprint):
+        return folder
+    torch = require("torch", "text")
+    tok, net = load_pretrained(str(gguf_path.parent), "model_name_or_path", str(gguf_path), causal=True,
+                               dtype=torch.float32, gguf_file=gguf_path.name)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}-"))
+    try:
+        # save_pretrained refuses a model loaded from GGUF; its dequantised weights are plain fp32 tensors
+        from safetensors.torch import save_model
+
+        save_model(net, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # tied weights stored once
+        config = net.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        net.generation_config.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        marker = json.dumps({"gguf": fingerprint, "source": gguf_path.name, "files": files}, indent=1)
+        atomic_write(tmp / _DEQUANTISED_MARKER, lambda fh: fh.write(marker), text=True)
+        if folder.exists():  # damaged (a whole one returned above), or another process's just finished
+            if _dequantised_is_whole(folder, fingerprint):
+                return folder
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process renamed its whole copy into place first
+            if not _dequantised_is_whole(folder, fingerprint):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def load_causal_lm(source: str, local: str, fingerprint: str, device):
     """``(tokenizer, model)`` of the causal LM ``lm_identity`` named, in eval mode on ``device``, loaded once
-    per process (``HFGenerator`` and ``llmrank.LMScorer`` share it); a ``.gguf`` file is dequantised to fp32.
+    per process (``HFGenerator`` and ``llmrank.LMScorer`` share it); a ``.gguf`` file is read through its
+    dequantised fp32 copy (``dequantised_copy``, built on the first load).
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
     torch = require("torch", "text")
 
     def load():
-        where, gguf = (local if Path(source).exists() else source), None
+        where = local if Path(source).exists() else source
         if where.endswith(".gguf"):
-            where, gguf = str(Path(where).parent), Path(where).name
+            where = str(dequantised_copy(where, fingerprint))
         dtype = torch.bfloat16 if precision(device) == "bf16" else torch.float32
-        tok, net = load_pretrained(where, "model_name_or_path", source, causal=True, dtype=dtype, gguf_file=gguf)
+        tok, net = load_pretrained(where, "model_name_or_path", source, causal=True, dtype=dtype)
         net.eval().to(device)
         return tok, net
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from recsuite.core import checks
+from recsuite.core.cache import sha256_file
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
 from recsuite.core.progress import tqdm
@@ -40,16 +41,6 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msg
 
 #: Texts are truncated to this many tokens unless told otherwise (or the model's own limit when shorter).
 DEFAULT_MAX_LENGTH = 256
-
-
-def _file_digest(path: Path) -> str:
-    # By content, every time (a 90 MB weights file takes ~0.1 s): a file rewritten in place keeps its size and
-    # can keep its mtime, so a memo keyed by stat would go on trusting the old weights.
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _looks_like_path(model: str) -> bool:
@@ -82,7 +73,7 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
     local = Path(name).expanduser()
     if local.is_file() and local.suffix == ".gguf":
         local = local.resolve()
-        return str(local), str(local), hashlib.sha256(f"{local.name}\0{_file_digest(local)}".encode()).hexdigest()[:16]
+        return str(local), str(local), hashlib.sha256(f"{local.name}\0{sha256_file(local)}".encode()).hexdigest()[:16]
     if local.is_dir():
         local = local.resolve()
         files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -92,7 +83,7 @@ def model_identity(model: str | os.PathLike = DEFAULT_MODEL) -> tuple[str, str, 
         for p in files:
             rel = p.relative_to(local).as_posix()
             if rel.endswith(_WEIGHT_SUFFIXES) or rel.endswith(".json") or rel.endswith((".txt", ".model")):
-                h.update(f"{rel}\0{_file_digest(p)}\0".encode())
+                h.update(f"{rel}\0{sha256_file(p)}\0".encode())
         return str(local), str(local), h.hexdigest()[:16]
     if _looks_like_path(name):
         raise ValueError(

@@ -34,7 +34,7 @@ import numpy as np
 from recsuite.core import checks
 from recsuite.core.optional import require
 from recsuite.core.rows import unit_rows
-from recsuite.data.movielens import sha256_file
+from recsuite.core.cache import sha256_file
 from recsuite.models.encoders import (
     DEFAULT_MODEL,
     cached_model,
