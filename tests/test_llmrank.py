@@ -32,6 +32,19 @@ def test_kv_cache_scores_equal_naive_scores(tiny):
     np.testing.assert_allclose(one_batch.total, kv.total, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])  # learned positions and rotary ones
+def test_packed_candidates_see_only_the_prompt_and_themselves(tmp_path, tiny_lm_builder, arch):
+    """Candidates laid end to end in one pass: a candidate's score must not depend on its neighbours."""
+    scorer = llmrank.LMScorer(tiny_lm_builder(tmp_path / arch, arch=arch), device="cpu")
+    alone = [scorer.loglik(MESSAGES[:1], [[c]], progress=False).total[0, 0] for c in CANDS[0]]
+    together = scorer.loglik(MESSAGES[:1], [CANDS[0]], progress=False).total[0]
+    reversed_ = scorer.loglik(MESSAGES[:1], [CANDS[0][::-1]], progress=False).total[0][::-1]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(reversed_, alone, atol=1e-5)
+    naive = scorer.loglik(MESSAGES[:1], [CANDS[0]], method="naive", progress=False).total[0]
+    np.testing.assert_allclose(together, naive, atol=1e-4)
+
+
 def test_loglik_by_hand(tiny):
     scorer = llmrank.LMScorer(tiny, device="cpu")
     tok, net = scorer.tokenizer, scorer.model

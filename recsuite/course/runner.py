@@ -193,7 +193,8 @@ def execute(paths: list[Path], out_dir: Path | None, timeout: int = 1800, parame
 
 
 def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs) -> list:
-    if jobs == 1:
+    jobs = min(jobs, len(paths))  # one notebook keeps every core's threads
+    if jobs <= 1:
         return [_run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel)
                 for i, path in enumerate(paths)]
     threads = str(max(1, (os.cpu_count() or 1) // jobs))

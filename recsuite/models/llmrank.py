@@ -169,29 +169,42 @@ class LMScorer(CausalLM):
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
     def _kv(self, prefix, cands):
+        """Each chunk of ``batch_size`` candidates in one forward pass over the prompt's cache, packed into one row.
+
+        The prompt runs once (only its last position's logits are computed). Then a chunk's candidates are laid
+        end to end after it, each token at its own position after the prompt (``position_ids``) and seeing the
+        prompt and the earlier tokens of its own candidate only (a block-diagonal causal mask): the same
+        attention as one pass per candidate, with no padding and no copy of the cache per candidate.
+        """
         torch = require("torch", "text")
 
-        net = self.model
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        net, n_prefix = self.model, len(prefix)
+        dtype = next(net.parameters()).dtype
         with torch.inference_mode():
-            out = net(torch.tensor([prefix], device=self.device), use_cache=True)
+            out = net(torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             totals = []
             for start in range(0, len(cands), self.batch_size):
                 chunk = cands[start:start + self.batch_size]
-                width = max(len(c) for c in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long, device=self.device)
+                lengths = torch.tensor([len(c) for c in chunk], device=self.device)
+                ids = torch.tensor([[t for c in chunk for t in c]], device=self.device)
+                seg = torch.repeat_interleave(torch.arange(len(chunk), device=self.device), lengths)
+                offset = torch.arange(ids.shape[1], device=self.device) - torch.repeat_interleave(
+                    torch.cumsum(lengths, 0) - lengths, lengths)  # position within its own candidate
+                own = (seg[:, None] == seg[None, :]) & (offset[None, :] <= offset[:, None])
+                seen = torch.cat([torch.ones(len(seg), n_prefix, dtype=torch.bool, device=self.device), own], dim=1)
+                mask = torch.zeros(seen.shape, dtype=dtype, device=self.device).masked_fill_(
+                    ~seen, torch.finfo(dtype).min)[None, None]  # additive: eager and sdpa attention both read it
+                last = start + self.batch_size >= len(cands)  # the pass appends to the cache: earlier chunks use a copy
+                logits = net(ids, past_key_values=out.past_key_values if last else copy.deepcopy(out.past_key_values),
+                             use_cache=True, attention_mask=mask, position_ids=(n_prefix + offset)[None]).logits[0]
+                # token t + 1 of a candidate is predicted at its token t; its first token by the prompt's last
+                lp = self._logprobs(logits[:-1], ids[0, 1:]).cpu().numpy()
+                first_lp = first[ids[0, torch.cumsum(lengths, 0) - lengths]].cpu().numpy()
+                end = 0
                 for r, c in enumerate(chunk):
-                    ids[r, :len(c)] = torch.tensor(c)
-                # right padding: a causal model's real tokens never attend to the pads after them
-                cache = copy.deepcopy(out.past_key_values) if start + self.batch_size < len(cands) \
-                    else out.past_key_values
-                cache.batch_repeat_interleave(len(chunk))
-                logits = net(ids, past_key_values=cache, use_cache=True).logits
-                lp = self._logprobs(logits[:, :-1], ids[:, 1:]).cpu().numpy()
-                first_lp = first[ids[:, 0]].cpu().numpy()
-                for r, c in enumerate(chunk):
-                    totals.append(float(first_lp[r]) + float(lp[r, :len(c) - 1].sum()))
+                    begin, end = end, end + len(c)
+                    totals.append(float(first_lp[r]) + float(lp[begin:end - 1].sum()))
         return totals
 
     def _naive(self, prefix, cands):
