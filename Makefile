@@ -20,9 +20,19 @@ THREADS ?= 1
 PARALLEL := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 
-.PHONY: venv run test unit nbtest lab serve bench clean lock
+.PHONY: venv katex run test unit nbtest lab serve bench clean lock
 
 venv: $(STAMP)
+
+# KaTeX (npm, versions and hashes locked in tests/katex/package-lock.json): tests/test_prose_verdicts.py checks with it
+# that every formula of the lessons and the README renders. Needs Node.js.
+KATEX := tests/katex/node_modules/katex/package.json
+katex: $(KATEX)
+
+$(KATEX): tests/katex/package.json tests/katex/package-lock.json
+	@command -v npm >/dev/null || { echo "make test needs Node.js and npm (apt-get install nodejs npm) to check the formulas"; exit 1; }
+	cd tests/katex && npm ci --silent --no-audit --no-fund
+	touch $(KATEX)
 
 # pip byte-compiles what it installs on one core; compileall does it on every core (a fresh venv in ~90 s, not
 # ~120 s). Its exit status is ignored because a few packages ship templates and Python-2 examples that do not
@@ -39,15 +49,15 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 run: venv
 	$(PY) -m recsuite.course.runner
 
-test: venv
+test: venv katex
 	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks $(PARALLEL) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-unit: venv
+unit: venv katex
 	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
 
-nbtest: venv
+nbtest: venv katex
 	$(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks $(PARALLEL) --nbval-lax --nbval-current-env \
 	  --nbval-cell-timeout=$(CELL_TIMEOUT) --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
@@ -68,4 +78,4 @@ lock: venv
 	$(PY) -m pip freeze --exclude-editable | grep -v '^recsuite' | sed -E 's/^(torch==[^+]+)\+cpu$$/\1/' > constraints.txt
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) tests/katex/node_modules

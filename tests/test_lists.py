@@ -22,15 +22,34 @@ def titles_frame(proto):
     return pd.DataFrame({"item_id": ids[::-1], "title": [f"Movie {i}" for i in ids[::-1]]})
 
 
-def test_example_users_follow_history_size_only():
+def _popular_hit_users(proto, eval_set, popular):
+    """The rule of example_users, one user at a time: a held-out item among the user's most popular unseen items."""
+    history, truth = proto.history(eval_set), proto.csr(eval_set)
+    counts = np.asarray(history.sum(axis=0)).ravel()
+    ranked = sorted(np.flatnonzero(proto.catalogue(eval_set)), key=lambda i: (-counts[i], i))
+    users = []
+    for u in range(proto.n_users):
+        unseen = [i for i in ranked if i not in set(history[u].indices)][:popular]
+        if set(unseen) & set(truth[u].indices):
+            users.append(u)
+    return np.array(users)
+
+
+def test_example_users_follow_history_size_among_users_a_popular_list_can_hit():
     proto = protocol()
-    users = L.example_users(proto, "test", n=2)
+    users = L.example_users(proto, "test", n=2, popular=3)
     sizes = np.diff(proto.history("test").indptr)
-    eligible = np.flatnonzero(np.diff(proto.csr("test").indptr) > 0)
+    eligible = _popular_hit_users(proto, "test", 3)
+    assert 2 <= eligible.size < np.count_nonzero(np.diff(proto.csr("test").indptr))  # the filter removes someone
     order = eligible[np.lexsort((eligible, sizes[eligible]))]
     assert users.tolist() == [order[round((order.size - 1) / 3)], order[round(2 * (order.size - 1) / 3)]]
     assert sizes[users[0]] <= sizes[users[1]]
-    assert L.example_users(proto, "test", n=1).tolist() == [order[round((order.size - 1) / 2)]]
+    assert L.example_users(proto, "test", n=1, popular=3).tolist() == [order[round((order.size - 1) / 2)]]
+    cold = np.flatnonzero(np.diff(proto.csr("cold_test").indptr) > 0)  # no popularity on new items: every user
+    assert L.example_users(proto, "cold_test", n=1).tolist() == [cold[np.lexsort((cold, sizes[cold]))][
+        round((cold.size - 1) / 2)]]
+    with pytest.raises(ValueError, match="popular must be"):
+        L.example_users(proto, "test", popular=0)
     with pytest.raises(ValueError, match="n must be at most"):
         L.example_users(proto, "test", n=100)
     with pytest.raises(ValueError, match="eval_set"):

@@ -175,6 +175,52 @@ def test_paired_bootstrap_of_a_constant_shift_is_exact():
     assert bootstrap.paired_bootstrap(b, b + 0.01, seed=1).verdict() == "lower"
 
 
+def test_the_one_rule_needs_an_interval_off_zero_and_a_gap_over_the_floor():
+    b = np.random.default_rng(0).random(400)
+    below = bootstrap.paired_bootstrap(b + 0.75 * bootstrap.NOISE_FLOOR, b, seed=1)
+    above = bootstrap.paired_bootstrap(b + 1.25 * bootstrap.NOISE_FLOOR, b, seed=1)
+    assert below.excludes_zero and below.verdict() == "indistinguishable" and above.verdict() == "higher"
+    assert below.verdict(min_effect=0.0) == "higher"  # a library user's own floor replaces the course's
+    # a relative difference is held to the same absolute gap: NOISE_FLOOR / mean(b)
+    rel = bootstrap.paired_bootstrap(b + 0.75 * bootstrap.NOISE_FLOOR, b, seed=1, relative=True)
+    assert rel.floor == pytest.approx(bootstrap.NOISE_FLOOR / b.mean()) and rel.verdict() == "indistinguishable"
+    assert bootstrap.paired_bootstrap(b - 0.01, b, seed=1, relative=True).verdict() == "lower"
+    assert above.report("A − B") == f"A − B: {above} -> higher"
+    assert rel.interval().startswith("[+") and rel.interval().endswith("%]")
+
+
+def test_verdict_table_lays_out_comparisons_in_order():
+    b = np.random.default_rng(2).random(300)
+    table = bootstrap.verdict_table({"up": bootstrap.paired_bootstrap(b + 0.02, b),
+                                     "flat": bootstrap.paired_bootstrap(b, b)})
+    assert table.index.tolist() == ["up", "flat"] and table.verdict.tolist() == ["higher", "indistinguishable"]
+    assert table.loc["up", "difference"] == pytest.approx(0.02) and table.loc["up", "95 % interval"] == "[+0.0200, +0.0200]"
+    with pytest.raises(TypeError, match=r"comparisons\['x'\] must be a PairedDifference"):
+        bootstrap.verdict_table({"x": 0.1})
+    with pytest.raises(TypeError, match="must map names"):
+        bootstrap.verdict_table([bootstrap.paired_bootstrap(b, b)])
+    with pytest.raises(ValueError, match="at least one comparison"):
+        bootstrap.verdict_table({})
+
+
+def test_the_comparison_figure_draws_each_verdict_and_refuses_mixed_kinds():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from recsuite.course import figures
+
+    b = np.random.default_rng(3).random(300)
+    comps = {"up": bootstrap.paired_bootstrap(b + 0.02, b), "down": bootstrap.paired_bootstrap(b - 0.02, b),
+             "flat": bootstrap.paired_bootstrap(b + 0.001, b)}
+    ax = figures.paired_differences(comps, title="t")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["up", "down", "flat"]
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in ax.lines if line.get_marker() == "o"][:3]
+    assert colours == [matplotlib.colors.to_hex(figures.VERDICT_COLOURS[v]) for v in ("higher", "lower", "indistinguishable")]
+    with pytest.raises(ValueError, match="mixes relative and absolute"):
+        figures.paired_differences({"a": comps["up"], "r": bootstrap.paired_bootstrap(b + 0.02, b, relative=True)})
+    matplotlib.pyplot.close("all")
+
+
 def test_pairing_makes_the_interval_narrower_than_independent_ones():
     rng = np.random.default_rng(1)
     user = rng.random(900) * 0.3  # most of the per-user variance is the user, shared by both models

@@ -64,3 +64,21 @@ def test_bad_input_is_named(monkeypatch):
     monkeypatch.setenv("RECSUITE_EXPECT", "loose")
     with pytest.raises(ValueError, match="RECSUITE_EXPECT must be"):
         e("m", 0.5, 0.1, tol=0.01)
+
+
+def test_defaults_decide_enforcement_and_name_the_changed_knob(capsys):
+    knobs = {"TOP_K": 10, "GRID": [1, 2], "SEED": 3}
+    at_defaults = Expect("nb", defaults={"TOP_K": 10, "GRID": (1, 2)}, knobs=knobs)
+    assert at_defaults.enforce and at_defaults.changed == {}
+    with pytest.raises(ExpectationError):
+        at_defaults("m", 0.2, 0.1, tol=0.01)
+    changed = Expect("nb", defaults={"TOP_K": 20, "GRID": (1, 2)}, knobs=knobs)
+    assert not changed.enforce and changed.changed == {"TOP_K": 10}
+    changed("m", 0.2, 0.1, tol=0.01)
+    assert "not enforced: TOP_K = 10 is not its default" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no value for \\['EPOCHS'\\]"):
+        Expect("nb", defaults={"EPOCHS": 3}, knobs=knobs)
+    with pytest.raises(ValueError, match="together"):
+        Expect("nb", defaults={"TOP_K": 10})
+    with pytest.raises(TypeError, match="knobs must be a mapping"):
+        Expect("nb", defaults={"TOP_K": 10}, knobs=[10])

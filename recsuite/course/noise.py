@@ -5,13 +5,14 @@ thread counts) and with the seed, so a lesson never compares such a number as te
 checks it against the expected value with a tolerance taken from the measured spread
 (``benchmarks/noise_floor.py``, summarised in the README), in the same cell::
 
-    expect = noise.Expect(NOTEBOOK, enforce=AT_DEFAULTS)
+    expect = noise.Expect(NOTEBOOK, defaults=dict(TOP_K=10, EPOCHS=30), knobs=globals())
     expect("ALS test NDCG@10", row["ndcg@10"], 0.126, tol=0.004)
     # prints  ALS test NDCG@10: 0.1261 (expected 0.126 ± 0.004)
 
 A value outside its tolerance raises ``ExpectationError`` naming the check, the value and the expectation.
-The expectations hold for the defaults of a lesson's parameters cell (any ``SEED``); after a learner
-changes another knob the lesson passes ``enforce=False`` and a miss is reported, not raised.
+The expectations hold for the defaults of a lesson's parameters cell (any ``SEED``); ``defaults`` names the
+knobs they were measured with and ``knobs`` holds the lesson's values (its ``globals()``): when a learner has
+changed one of them, a miss is reported, naming the knob, not raised.
 ``RECSUITE_EXPECT=record`` never raises, and ``RECSUITE_EXPECT_LOG=<file>`` appends every check as one
 JSON line: that is how the noise-floor script collects what each check saw under each variant.
 
@@ -70,13 +71,31 @@ class Expect:
     for which the expectations were not measured). Introduced in notebooks/01_data_preprocessing.ipynb
     """
 
-    def __init__(self, notebook: str, enforce: bool = True):
+    def __init__(self, notebook: str, enforce: bool = True, defaults: dict | None = None, knobs=None):
         if not isinstance(notebook, str) or not notebook:
             raise TypeError(f"notebook must be a non-empty str, got {notebook!r}")
         if not isinstance(enforce, (bool, np.bool_)):
             raise TypeError(f"enforce must be True or False, got {enforce!r}")
+        if (defaults is None) != (knobs is None):
+            raise ValueError("give defaults= (the knobs' default values) and knobs= (the lesson's globals()) together")
         self.notebook = notebook
-        self.enforce = bool(enforce)
+        self.changed: dict = {}
+        if defaults is not None:
+            if not isinstance(defaults, dict) or not all(isinstance(k, str) for k in defaults):
+                raise TypeError(f"defaults must be a dict of knob names to values, got {defaults!r}")
+            if not hasattr(knobs, "get"):
+                raise TypeError(f"knobs must be a mapping such as globals(), got {type(knobs).__name__}")
+            missing = sorted(set(defaults) - set(knobs))
+            if missing:
+                raise ValueError(f"knobs has no value for {missing}: run the parameters cell first")
+            self.changed = {k: knobs[k] for k, v in defaults.items() if as_json(knobs[k]) != as_json(v)}
+        self.enforce = bool(enforce) and not self.changed
+
+    @property
+    def _why_not(self) -> str:
+        if self.changed:
+            return "not enforced: " + ", ".join(f"{k} = {v!r}" for k, v in self.changed.items()) + " is not its default"
+        return "not enforced: a knob differs from the defaults it was measured with"
 
     @property
     def _raising(self) -> bool:
@@ -104,8 +123,7 @@ class Expect:
             if self._raising:
                 raise ExpectationError(message + "; the tolerance is the measured noise floor, so this is a "
                                        "real change: find its cause before widening it")
-            line += "  <- outside the tolerance" + ("" if self.enforce else " (not enforced: a knob differs "
-                                                    "from the defaults it was measured with)")
+            line += "  <- outside the tolerance" + ("" if self.enforce else f" ({self._why_not})")
         print(line)
 
     def choice(self, name: str, chosen, expected) -> None:
@@ -125,5 +143,5 @@ class Expect:
             if self._raising:
                 raise ExpectationError(f"{self.notebook}: {name} chose {chosen!r}, expected {expected!r}; the text "
                                        "that follows describes the expected choice")
-            line += "  <- differs" + ("" if self.enforce else " (not enforced: a knob differs from the defaults)")
+            line += "  <- differs" + ("" if self.enforce else f" ({self._why_not})")
         print(line)

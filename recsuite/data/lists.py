@@ -24,22 +24,35 @@ __all__ = ["example_users", "item_titles", "recent_history", "side_by_side", "HI
 HIT_MARK = "✓ "
 
 
-def example_users(protocol, eval_set: str = "test", n: int = 2) -> np.ndarray:
-    """``n`` user indices spread over activity: the users at the quantiles 1/(n+1), …, n/(n+1) of history size.
+def example_users(protocol, eval_set: str = "test", n: int = 2, popular: int = 10) -> np.ndarray:
+    """``n`` user indices spread over activity, each with a held-out item a good list can find.
 
-    Only users with at least one held-out item in ``eval_set`` are eligible; they are ordered by the size of
-    their history for ``eval_set`` and then by user index, so the choice depends on the split alone (never on
-    a model, a machine or a seed). With ``n=2``: a lighter and a heavier user. ``protocol=None``: the lessons' one.
+    The rule, on the split alone (never a model, a machine or a seed): among the users whose held-out items in
+    ``eval_set`` include one of the ``popular`` most popular items of its catalogue they have not seen (popularity
+    = interactions in the ``eval_set`` history, ties to the lower item index), take the users at the quantiles
+    1/(n+1), …, n/(n+1) of history size (ties to the lower user index). With ``n=2``: a lighter and a heavier
+    user, for whom even a popularity list has a hit, so a reader sees what a hit looks like. On ``cold_test``
+    (no item has a history) every user with a held-out item is eligible. ``protocol=None``: the lessons' one.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     proto = resolve_protocol(protocol)
     checks.one_of("eval_set", eval_set, EVAL_SETS)
     n = checks.positive_int("n", n)
-    held_out = np.flatnonzero(np.diff(proto.csr(eval_set).indptr) > 0)
+    popular = checks.positive_int("popular", popular)
+    truth, history = proto.csr(eval_set), proto.history(eval_set)
+    eligible = np.diff(truth.indptr) > 0
+    if eval_set != "cold_test":
+        catalogue = np.flatnonzero(proto.catalogue(eval_set))
+        counts = np.asarray(history[:, catalogue].sum(axis=0)).ravel()
+        order = catalogue[np.lexsort((catalogue, -counts))]  # most popular first, ties to the lower index
+        unseen = history[:, order].toarray() == 0
+        top = unseen & (np.cumsum(unseen, axis=1) <= popular)  # each user's `popular` most popular unseen items
+        eligible &= ((truth[:, order].toarray() > 0) & top).any(axis=1)
+    held_out = np.flatnonzero(eligible)
     if n > held_out.size:
-        raise ValueError(f"n must be at most the {held_out.size} users with held-out items in {eval_set!r}, got {n}")
-    sizes = np.diff(proto.history(eval_set).indptr)[held_out]
+        raise ValueError(f"n must be at most the {held_out.size} eligible users of {eval_set!r}, got {n}")
+    sizes = np.diff(history.indptr)[held_out]
     order = held_out[np.lexsort((held_out, sizes))]
     positions = np.round(np.arange(1, n + 1) / (n + 1) * (order.size - 1)).astype(int)
     return order[positions].astype(np.int64)
