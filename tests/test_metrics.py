@@ -1,13 +1,13 @@
 """Hand-computed checks of recsuite.evaluation.metrics (k small enough to verify on paper)."""
 
 import math
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recsuite.core.device import usable_cores
 from recsuite.evaluation import bootstrap
 from recsuite.evaluation import metrics as M
 
@@ -385,7 +385,7 @@ def test_topk_threads_follow_omp_num_threads(monkeypatch):
     assert threads == 1 and blocks[0].start == 0 and blocks[-1].stop == 50
     monkeypatch.delenv("OMP_NUM_THREADS")
     blocks, threads = M._row_blocks(50, 30)
-    assert 1 <= threads <= (os.cpu_count() or 1) and len(blocks) % threads == 0
+    assert 1 <= threads <= usable_cores() and len(blocks) % threads == 0
     assert {b.stop - b.start for b in blocks} <= {3, 4} and blocks[-1].stop == 50
     assert M._row_blocks(0, 30) == ([], 1)
 

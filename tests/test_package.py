@@ -166,3 +166,14 @@ def test_the_project_root_is_the_checkout_wherever_python_starts(monkeypatch, tm
     monkeypatch.delenv("RECSUITE_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     assert paths.project_root() == ROOT
+
+
+def test_usable_cores_is_the_affinity_mask():
+    import os
+
+    from recsuite.core.device import usable_cores
+
+    n = usable_cores()
+    assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert n == len(os.sched_getaffinity(0))

@@ -1,7 +1,8 @@
-"""Seeds and devices: the two pieces of global state a lesson touches, set in one place."""
+"""Seeds, devices and cores: the global state a lesson touches, set or read in one place."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -30,6 +31,18 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(int(seed))
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(int(seed))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask where the OS has one (a container or ``taskset``
+    often allows fewer than the machine has), else ``os.cpu_count()``; at least 1.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def get_device(device="auto"):

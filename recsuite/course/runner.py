@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from recsuite.core.cache import atomic_write
+from recsuite.core.device import usable_cores
 from recsuite.core.paths import build_dir, project_root
 from recsuite.course.results import results_path, write_markdown
 
@@ -197,7 +198,7 @@ def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, job
     if jobs <= 1:
         return [_run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel)
                 for i, path in enumerate(paths)]
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    threads = str(max(1, usable_cores() // jobs))
     saved = {var: os.environ.get(var) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     for var in saved:
         os.environ.setdefault(var, threads)  # the kernels inherit it
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a knob of the parameters cell, e.g. --param SEED=1 (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the executed copies (default build/notebooks)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    parser.add_argument("--jobs", type=int, default=min(2, usable_cores()),
                         help="notebooks run at once (default: 2, or 1 on one core)")
     if argv is not None and (not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv)):
         raise TypeError(f"argv must be None or a list of str, got {argv!r}"[:200])

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsuite.core import checks
+from recsuite.core.device import usable_cores
 from recsuite.core.rows import unit_rows
 
 RANKING = ("ndcg", "recall", "precision", "hit", "mrr", "map")
@@ -298,10 +299,7 @@ _BLOCK = 1 << 19
 
 def _threads() -> int:
     """Worker threads ``topk_from_scores`` may use: the usable cores, at most ``OMP_NUM_THREADS`` if set."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     limit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))

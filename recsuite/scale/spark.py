@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recsuite.core import checks
+from recsuite.core.device import usable_cores
 from recsuite.core.optional import require
 from recsuite.data.index import IndexMap
 from recsuite.data.split import check_ratios, draw_cold_items
@@ -151,7 +152,7 @@ def session(master: str = "local[2]", driver_memory: str = "2g", partitions: int
     m = re.fullmatch(r"local\[(\d+|\*)\]|local", master)
     if partitions is None:
         local_cores = None if m is None or m.group(1) in (None, "*") else int(m.group(1))
-        cores = local_cores or os.cpu_count() or 1
+        cores = local_cores or usable_cores()
         partitions = 2 * cores if m else 200
     partitions = checks.positive_int("partitions", partitions)
     os.environ["JAVA_HOME"] = str(find_java_home())
