@@ -78,9 +78,12 @@ def test_environment_yml_pins_what_constraints_lock():
     assert "-e." in env_reqs, "environment.yml must install the package itself (editable)"
     env_reqs.discard("-e.")
     pins = locked()
-    env = dict(r.split("==") for r in env_reqs)
     assert all("==" in r for r in env_reqs), [r for r in env_reqs if "==" not in r]
+    env_parsed = [Requirement(r) for r in env_reqs]
+    env = {r.name: str(r.specifier).removeprefix("==") for r in env_parsed}
     assert {canonicalize_name(n) for n in env} == {canonicalize_name(r.name) for r in pyproject_requirements()}
+    extras = {canonicalize_name(r.name): r.extras for r in pyproject_requirements() if r.extras}
+    assert {canonicalize_name(r.name): r.extras for r in env_parsed if r.extras} == extras, "the same extras (uvicorn[standard])"
     for name, version in env.items():
         assert pins.get(canonicalize_name(name)) == version, f"environment.yml pins {name}=={version}, constraints.txt {pins.get(name)}"
 
