@@ -50,3 +50,46 @@ def test_a_cache_file_rewritten_in_place_is_read_by_content(tmp_path):
     assert path.stat().st_size == st.st_size
     assert cache.read_array(path, {"k": 1}, "scores") is None
     assert cache.read_array(path, {"k": 2}, "scores").tolist() == [1.0, 1.0, 1.0]
+
+
+def test_built_folder_builds_once_and_trusts_only_whole_content(tmp_path):
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recsuite.core.cache import FOLDER_MARKER, built_folder
+
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "a.bin").write_bytes(b"weights")
+        (folder / "b.json").write_text("{}")
+
+    target = tmp_path / "thing"
+    assert built_folder(target, {"v": 1}, build) == target and len(calls) == 1
+    marker = json.loads((target / FOLDER_MARKER).read_text())
+    assert marker["v"] == 1 and set(marker["files"]) == {"a.bin", "b.json"}
+    assert built_folder(target, {"v": 1}, build) == target and len(calls) == 1  # whole: not rebuilt
+    (target / "a.bin").write_bytes(b"weighTs")  # same size, other content
+    built_folder(target, {"v": 1}, build)
+    assert len(calls) == 2 and (target / "a.bin").read_bytes() == b"weights"
+    built_folder(target, {"v": 2}, build)  # another key
+    assert len(calls) == 3 and json.loads((target / FOLDER_MARKER).read_text())["v"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["thing"]  # no temporary folder left
+
+    racers = tmp_path / "race"
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda _: built_folder(racers, {"v": 1}, build), range(4))) == {racers}
+    assert sorted(p.name for p in racers.iterdir()) == ["a.bin", "b.json", FOLDER_MARKER]
+
+    def fails(folder):
+        (folder / "half").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        built_folder(tmp_path / "broken", {"v": 1}, fails)
+    with pytest.raises(ValueError, match="wrote no file"):
+        built_folder(tmp_path / "empty", {"v": 1}, lambda folder: None)
+    with pytest.raises(TypeError, match="build must be a function"):
+        built_folder(tmp_path / "x", {"v": 1}, "build")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race", "thing"]

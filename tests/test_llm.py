@@ -291,3 +291,28 @@ def test_missing_title_is_refused_never_the_word_none():
 def test_bad_ages_are_refused(age, error):
     with pytest.raises(error, match="age"):
         profiles.profile_text({**USER, "age": age}, history_frame())
+
+
+def test_two_generators_writing_one_cache_lose_no_text(tiny_lm, tmp_path):
+    """Two processes generating for one model at once (two lessons): each keeps the other's texts.
+
+    b reads the cache before a has written (stale: empty), generates, then writes after a: its write must
+    merge with what a wrote, not replace it.
+    """
+    a = causal_lm.HFGenerator(tiny_lm, max_new_tokens=4, device="cpu", cache_dir=tmp_path)
+    b = causal_lm.HFGenerator(tiny_lm, max_new_tokens=4, device="cpu", cache_dir=tmp_path)
+    assert a.cache_path() == b.cache_path()
+    real_read, reads = b._read, []
+
+    def stale_first_read():  # b's first read (before generating) happened before a wrote anything
+        reads.append(None)
+        return {} if len(reads) == 1 else real_read()
+
+    b._read = stale_first_read
+    a.generate(["only a", "shared"], progress=False)
+    b.generate(["only b", "shared"], progress=False)
+    assert b.stats == {"generated": 2, "cached": 0}  # b did not see a's texts
+    fresh = causal_lm.HFGenerator(tiny_lm, max_new_tokens=4, device="cpu", cache_dir=tmp_path)
+    assert len(fresh._read()) == 3  # a's text, b's text and the shared one
+    fresh.generate(["only a", "only b", "shared"], progress=False)
+    assert fresh.stats == {"generated": 0, "cached": 3}

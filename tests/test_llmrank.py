@@ -141,11 +141,11 @@ def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path)
     """One GGUF parse builds the copy; later loads read it (identical weights); a damaged copy is rebuilt."""
     import json
 
-    from recsuite.core.cache import sha256_file
+    from recsuite.core.cache import FOLDER_MARKER, sha256_file
 
     _, gguf, fingerprint = causal_lm.lm_identity()
     folder = causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path)
-    marker = json.loads((folder / "recsuite-dequantised.json").read_text())
+    marker = json.loads((folder / FOLDER_MARKER).read_text())
     assert marker["gguf"] == fingerprint and {"model.safetensors", "config.json", "tokenizer.json"} <= set(marker["files"])
     weights = folder / "model.safetensors"
     stat = weights.stat()
@@ -164,7 +164,7 @@ def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path)
     weights.write_bytes(bytes(raw))
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path) == folder
-    rebuilt = json.loads((folder / "recsuite-dequantised.json").read_text())
+    rebuilt = json.loads((folder / FOLDER_MARKER).read_text())
     assert sha256_file(weights) == rebuilt["files"]["model.safetensors"] and weights.read_bytes() != bytes(raw)
     _, again = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)
     second = again.state_dict()

@@ -9,19 +9,23 @@ the old file or the whole new one, never half of it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from recsuite.core import checks
 
-__all__ = ["atomic_write", "key_digest", "read_array", "write_array", "write_or_warn"]
+__all__ = ["atomic_write", "built_folder", "folder_is_whole", "key_digest", "locked", "read_array", "write_array",
+           "write_or_warn"]
 
 
 def _key_json(key) -> str:
@@ -115,6 +119,23 @@ def atomic_write(path, write, text: bool = False, prefix: str | None = None, mod
     return path
 
 
+@contextmanager
+def locked(path):
+    """Hold an exclusive lock on ``<path>.lock`` for a read-modify-write of ``path`` (``fcntl.flock``).
+
+    A file several processes add to (the leaderboard, a cache of generated texts) is re-read, changed and
+    rewritten (``atomic_write``) inside this block, so no writer's additions are lost to another's rename.
+    """
+    path = _path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def write_array(path, key: dict, name: str, array) -> None:
     """Store ``array`` under ``name`` together with ``key`` in ``path``, atomically."""
     path, name, meta = _path(path), _array_name(name), _key_json(key)
@@ -142,3 +163,56 @@ def write_or_warn(path, key: dict, name: str, array, what: str = "cache", stackl
                       "returned but will be computed again next time", RuntimeWarning, stacklevel=stacklevel)
         return False
     return True
+
+
+#: The file, written last, that lists a built folder's key and every file's SHA-256 (``built_folder``).
+FOLDER_MARKER = "recsuite-folder.json"
+
+
+def folder_is_whole(folder, key: dict) -> bool:
+    """Whether ``folder`` was built whole for ``key``: its marker holds ``key`` and every listed file's SHA-256 matches."""
+    try:
+        marker = json.loads((_path(folder) / FOLDER_MARKER).read_text())
+        files = marker.pop("files")
+        if json.loads(_key_json(marker)) != json.loads(_key_json(key)) or not isinstance(files, dict) or not files:
+            return False
+        return all(sha256_file(_path(folder) / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def built_folder(folder, key: dict, build) -> Path:
+    """``folder``, filled once by ``build(tmp)`` and trusted by content: the one way the package caches a set of files.
+
+    ``build`` writes the files into an empty temporary folder beside ``folder``; then a marker listing ``key`` and
+    every file's SHA-256 is written last and the folder renamed into place, so two processes building it at once
+    leave one whole copy. A folder whose marker is missing, holds another key or lists a file that no longer
+    matches is rebuilt (hashing the files costs a read of them, far less than building them).
+    """
+    folder = _path(folder)
+    _key_json(key)
+    if not callable(build):
+        raise TypeError(f"build must be a function build(folder) that writes the files, got {checks.describe(build)}")
+    if folder_is_whole(folder, key):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        build(tmp)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        if not files:
+            raise ValueError(f"build wrote no file into the folder for {folder}")
+        marker = json.dumps({**json.loads(_key_json(key)), "files": files}, indent=1, sort_keys=True)
+        atomic_write(tmp / FOLDER_MARKER, lambda fh: fh.write(marker), text=True)
+        if folder.exists():  # damaged (a whole one returned above), or another process's just finished
+            if folder_is_whole(folder, key):
+                return folder
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process renamed its whole copy into place first
+            if not folder_is_whole(folder, key):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -5,7 +5,6 @@ Every lesson records its models here with ``record``; ``make run`` renders ``bui
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsuite.core import checks
-from recsuite.core.cache import atomic_write
+from recsuite.core.cache import atomic_write, locked
 from recsuite.core.paths import build_dir
 from recsuite.data.split import EVAL_SETS
 from recsuite.evaluation.metrics import RANKING
@@ -107,18 +106,13 @@ def record(
         }
     )
     p = results_path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # Read-modify-write under an exclusive lock on a sibling file, so concurrent writers (two lessons,
-    # two processes) each see the other's rows; the rename keeps readers from ever seeing half a file.
-    with open(p.with_name(p.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            data = load(p)
-            key = (row["notebook"], row["model"], row["eval_set"])
-            data["runs"] = [r for r in data["runs"] if (r["notebook"], r["model"], r["eval_set"]) != key] + [row]
-            atomic_write(p, lambda fh: json.dump(data, fh, indent=1), text=True, prefix=".results-")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    # Read-modify-write under the lock, so concurrent writers (two lessons, two processes) each see the
+    # other's rows; the rename keeps readers from ever seeing half a file.
+    with locked(p):
+        data = load(p)
+        key = (row["notebook"], row["model"], row["eval_set"])
+        data["runs"] = [r for r in data["runs"] if (r["notebook"], r["model"], r["eval_set"]) != key] + [row]
+        atomic_write(p, lambda fh: json.dump(data, fh, indent=1), text=True, prefix=".results-")
     return row
 
 

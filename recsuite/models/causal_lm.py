@@ -12,13 +12,11 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 from recsuite.core import checks
-from recsuite.core.cache import atomic_write, sha256_file
+from recsuite.core.cache import atomic_write, built_folder, locked
 from recsuite.core.device import get_device
 from recsuite.core.optional import require
 from recsuite.core.paths import data_home
@@ -74,21 +72,6 @@ def lm_identity(model_name_or_path=None) -> tuple[str, str, str]:
 
 
 #: The file that marks a complete dequantised copy of a GGUF model and lists its files' SHA-256.
-_DEQUANTISED_MARKER = "recsuite-dequantised.json"
-
-
-def _dequantised_is_whole(folder: Path, fingerprint: str) -> bool:
-    """Whether ``folder`` holds the whole dequantised copy of the GGUF file ``fingerprint`` names, by content."""
-    try:
-        marker = json.loads((folder / _DEQUANTISED_MARKER).read_text())
-        files = marker["files"]
-        if marker.get("gguf") != fingerprint or not isinstance(files, dict) or not files:
-            return False
-        return all(sha256_file(folder / name) == digest for name, digest in files.items())
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
     """A folder holding the GGUF model ``gguf_path`` dequantised to fp32 safetensors with its tokenizer, built once.
 
@@ -107,14 +90,11 @@ def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
     fingerprint = checks.text("fingerprint", fingerprint)
     root = Path(cache_dir) if cache_dir is not None else data_home() / "lm"
     folder = root / f"{re.sub(r'[^A-Za-z0-9]+', '-', gguf_path.stem).strip('-')[:40]}-{fingerprint}"
-    if _dequantised_is_whole(folder, fingerprint):
-        return folder
-    torch = require("torch", "text")
-    tok, net = load_pretrained(str(gguf_path.parent), "model_name_or_path", str(gguf_path), causal=True,
-                               dtype=torch.float32, gguf_file=gguf_path.name)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}-"))
-    try:
+
+    def build(tmp: Path) -> None:
+        torch = require("torch", "text")
+        tok, net = load_pretrained(str(gguf_path.parent), "model_name_or_path", str(gguf_path), causal=True,
+                                   dtype=torch.float32, gguf_file=gguf_path.name)
         # save_pretrained refuses a model loaded from GGUF; its dequantised weights are plain fp32 tensors
         from safetensors.torch import save_model
 
@@ -124,21 +104,8 @@ def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
         net.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        marker = json.dumps({"gguf": fingerprint, "source": gguf_path.name, "files": files}, indent=1)
-        atomic_write(tmp / _DEQUANTISED_MARKER, lambda fh: fh.write(marker), text=True)
-        if folder.exists():  # damaged (a whole one returned above), or another process's just finished
-            if _dequantised_is_whole(folder, fingerprint):
-                return folder
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process renamed its whole copy into place first
-            if not _dequantised_is_whole(folder, fingerprint):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+    return built_folder(folder, {"gguf": fingerprint, "source": gguf_path.name}, build)
 
 
 def load_causal_lm(source: str, local: str, fingerprint: str, device):
@@ -282,9 +249,11 @@ class HFGenerator(CausalLM):
         return {k: e for k, e in entries.items() if isinstance(e, dict) and isinstance(e.get("text"), str)}
 
     def _write(self, entries: dict) -> None:
+        """Add ``entries`` to the cache file: re-read under its lock and merged, so a concurrent writer's texts stay."""
         path = self.cache_path()
         try:
-            self._write_file(path, entries)
+            with locked(path):
+                self._write_file(path, {**self._read(), **entries})
         except OSError as err:  # a read-only or full folder: the texts are still good, only not kept
             warnings.warn(f"could not write the profile cache {path} ({err.__class__.__name__}: {err}); the texts "
                           "are returned but will be generated again next time", RuntimeWarning, stacklevel=3)
