@@ -45,14 +45,16 @@ def test_hand_catalogue_cosines():
 
 
 # -- MMR ----------------------------------------------------------------------------------------------
-def test_mmr_lam_one_is_the_score_order(path):
-    assert R.mmr(ITEMS, SCORES, VEC, 4, 1.0).tolist() == [[A, B, X, C]]
+# One knob for every re-ranker: lam = 0 is the score order, lam = 1 the most diversity. MMR's gain is
+# (1 − lam)·s − lam·max cos (Carbonell & Goldstein's λ is our 1 − lam).
+def test_mmr_lam_zero_is_the_score_order(path):
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 0.0).tolist() == [[A, B, X, C]]
 
 
-def test_mmr_lam_zero_takes_the_most_dissimilar_after_the_first(path):
+def test_mmr_lam_one_takes_the_most_dissimilar_after_the_first(path):
     # First a (top score). Then argmax −max cos: b −.8, x −.3, c 0 -> c. Then b −max(.8, 0) = −.8,
     # x −max(.3, 0) = −.3 -> x. Then b.
-    assert R.mmr(ITEMS, SCORES, VEC, 4, 0.0).tolist() == [[A, C, X, B]]
+    assert R.mmr(ITEMS, SCORES, VEC, 4, 1.0).tolist() == [[A, C, X, B]]
 
 
 def test_mmr_hand_worked_half(path):
@@ -80,7 +82,7 @@ def _mmr_reference(items, scores, vec, k, lam):
             for p in range(len(it)):
                 if p in chosen:
                     continue
-                val = lam * s[p] - (1 - lam) * max(u[it[p]] @ u[it[c]] for c in chosen)
+                val = (1 - lam) * s[p] - lam * max(u[it[p]] @ u[it[c]] for c in chosen)
                 if val > best_val:
                     best, best_val = p, val
             chosen.append(best)
@@ -98,8 +100,8 @@ def test_mmr_uses_the_scores_as_given(path):
 
 def test_mmr_equal_scores_go_to_the_earlier_candidate(path):
     vec = np.eye(4)
-    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 1.0).tolist() == [[2, 0, 3, 1]]
-    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 0.3).tolist() == [[2, 0, 3, 1]]
+    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 0.0).tolist() == [[2, 0, 3, 1]]
+    assert R.mmr([[2, 0, 3, 1]], [[1.0, 1.0, 1.0, 1.0]], vec, 4, 0.7).tolist() == [[2, 0, 3, 1]]
 
 
 # -- MaxSum -------------------------------------------------------------------------------------------
@@ -161,33 +163,42 @@ def test_maxsum_rejects_bad_input():
 
 
 # -- DPP ----------------------------------------------------------------------------------------------
-def test_dpp_theta_zero_never_takes_a_duplicate_before_the_distinct_items(path):
-    # theta = 0: alpha = 0, L = S. Items 0, 1, 2 orthonormal, item 3 = 3 × item 0.
+# DPP: Chen et al.'s theta is our 1 − lam, alpha = theta / (2(1 − theta)) = (1 − lam) / (2 lam).
+def test_dpp_maps_the_knob_to_chen_et_al_alpha():
+    assert R._dpp_alpha(1.0) == 0.0  # theta = 0: L = S, pure diversity
+    assert R._dpp_alpha(0.5) == pytest.approx(0.5)  # theta = .5
+    assert R._dpp_alpha(0.1) == pytest.approx(4.5)  # theta = .9
+    assert R._dpp_alpha(0.4) == pytest.approx(0.6 / (2 * 0.4))  # theta = .6
+    assert R._dpp_alpha(0.0) == math.inf and R._dpp_alpha(5e-324) == math.inf  # the score order, no division by 0
+
+
+def test_dpp_lam_one_never_takes_a_duplicate_before_the_distinct_items(path):
+    # lam = 1 (theta = 0): alpha = 0, L = S. Items 0, 1, 2 orthonormal, item 3 = 3 × item 0.
     # Every d² starts at 1: first pick is the first column. Its duplicate then has d² = 1 − 1² = 0, the
     # two orthogonal items keep d² = 1, so they come next (column order); the duplicate only fills the
     # 4th place, by score, once the largest gain is 0.
     vec = np.vstack([np.eye(3), 3 * np.eye(3)[0]])
     scores = [[4.0, 3.0, 2.0, 1.0]]
-    assert R.dpp([[0, 3, 1, 2]], scores, vec, 4, 0.0).tolist() == [[0, 1, 2, 3]]
-    assert R.dpp([[3, 0, 1, 2]], scores, vec, 4, 0.0).tolist() == [[3, 1, 2, 0]]
-    assert R.dpp([[0, 3, 1, 2]], scores, vec, 3, 0.0).tolist() == [[0, 1, 2]]
+    assert R.dpp([[0, 3, 1, 2]], scores, vec, 4, 1.0).tolist() == [[0, 1, 2, 3]]
+    assert R.dpp([[3, 0, 1, 2]], scores, vec, 4, 1.0).tolist() == [[3, 1, 2, 0]]
+    assert R.dpp([[0, 3, 1, 2]], scores, vec, 3, 1.0).tolist() == [[0, 1, 2]]
 
 
-def test_dpp_theta_zero_orthonormal_ish(path):
+def test_dpp_lam_one_orthonormal_ish(path):
     # Slightly perturbed orthonormal vectors: the near-duplicate of item 0 still comes last.
     rng = np.random.default_rng(0)
     base = np.eye(3) + 0.01 * rng.standard_normal((3, 3))
     vec = np.vstack([base, base[0] + 1e-3 * rng.standard_normal(3)])
     for items in ([0, 3, 1, 2], [3, 0, 2, 1], [1, 0, 2, 3]):
-        top3 = set(R.dpp([items], [[4.0, 3.0, 2.0, 1.0]], vec, 3, 0.0)[0].tolist())
+        top3 = set(R.dpp([items], [[4.0, 3.0, 2.0, 1.0]], vec, 3, 1.0)[0].tolist())
         assert len(top3 & {0, 3}) == 1 and {1, 2} <= top3
 
 
-# theta = .5 -> alpha = .5 / (2 · .5) = .5. Scores r = (2 ln 2, 2 ln 1.9, 0) give exp(alpha·r) = (2, 1.9, 1),
+# lam = .5 (theta = .5) -> alpha = .5 / (2 · .5) = .5. Scores r = (2 ln 2, 2 ln 1.9, 0) give exp(alpha·r) = (2, 1.9, 1),
 # i.e. q = (1, .95, .5) after dividing by the top one. Cosines: S01 = .9, S02 = S12 = 0.
 # Start d² = q² = (1, .9025, .25): pick 0. e_1 = q0·q1·S01 / d0 = .855, d1² = .9025 − .855² = .1715;
 # e_2 = 0, d2² = .25 > .1715: pick 2, then 1. The score order would be 0, 1, 2.
-# theta = .9 -> alpha = 4.5: q1 = exp(4.5 · 2 ln .95) = .630, d1² = .630² · (1 − .81) = .0755;
+# lam = .1 (theta = .9) -> alpha = .9 / (2 · .1) = 4.5: q1 = exp(4.5 · 2 ln .95) = .630, d1² = .630² · (1 − .81) = .0755;
 # q2 = exp(−4.5 · 2 ln 2) = .00195, d2² = 3.8e-6: pick 1, then 2 — the score order.
 DPP_VEC = np.array([[1.0, 0, 0], [0.9, math.sqrt(0.19), 0], [0, 0, 1.0]])
 DPP_SCORES = np.array([[2 * math.log(2), 2 * math.log(1.9), 0.0]])
@@ -195,21 +206,35 @@ DPP_SCORES = np.array([[2 * math.log(2), 2 * math.log(1.9), 0.0]])
 
 def test_dpp_hand_worked(path):
     assert R.dpp([[0, 1, 2]], DPP_SCORES, DPP_VEC, 3, 0.5).tolist() == [[0, 2, 1]]
-    assert R.dpp([[0, 1, 2]], DPP_SCORES, DPP_VEC, 3, 0.9).tolist() == [[0, 1, 2]]
+    assert R.dpp([[0, 1, 2]], DPP_SCORES, DPP_VEC, 3, 0.1).tolist() == [[0, 1, 2]]
     assert R.dpp_single([0, 1, 2], DPP_SCORES[0], DPP_VEC, 3, 0.5).tolist() == [0, 2, 1]
-    assert R.dpp_single([0, 1, 2], DPP_SCORES[0], DPP_VEC, 3, 0.9).tolist() == [0, 1, 2]
+    assert R.dpp_single([0, 1, 2], DPP_SCORES[0], DPP_VEC, 3, 0.1).tolist() == [0, 1, 2]
 
 
-def test_dpp_high_theta_approaches_the_score_order(path):
+def test_dpp_lam_zero_is_exactly_the_score_order(path):
+    # alpha = ∞: no kernel is built; the k best by score, equal scores to the earlier candidate, even where
+    # the vectors are duplicates (d² = 0) or zero, and for a lam so small that alpha overflows.
+    vec = np.vstack([np.eye(3), 3 * np.eye(3)[0], np.zeros(3)])
+    items, scores = [[0, 3, 4, 1, 2]], [[4.0, 3.0, 3.0, 5.0, 1.0]]
+    for lam in (0.0, 5e-324):
+        assert R.dpp(items, scores, vec, 4, lam).tolist() == [[1, 0, 3, 4]]
+        assert R.dpp_single(items[0], scores[0], vec, 4, lam).tolist() == [1, 0, 3, 4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert R.dpp(items, scores, vec, 4, 1e-300).tolist() == [[1, 0, 3, 4]]  # alpha 5e299: q = 0 but the top
+
+
+def test_dpp_small_lam_approaches_the_score_order(path):
     rng = np.random.default_rng(3)
     vec = rng.standard_normal((50, 8))
     items = np.stack([rng.choice(50, 20, replace=False) for _ in range(10)])
     scores = rng.permuted(np.tile(np.arange(20.0), (10, 1)), axis=1)  # distinct, 1 apart
     by_score = np.take_along_axis(items, np.argsort(-scores, axis=1)[:, :6], axis=1)
-    overlap = [np.mean([len(set(a) & set(b)) / 6 for a, b in zip(R.dpp(items, scores, vec, 6, th), by_score)])
-               for th in (0.0, 0.5, 0.95)]
+    overlap = [np.mean([len(set(a) & set(b)) / 6 for a, b in zip(R.dpp(items, scores, vec, 6, lam), by_score)])
+               for lam in (1.0, 0.5, 0.05)]
     assert overlap[2] == 1.0
-    np.testing.assert_array_equal(R.dpp(items, scores, vec, 6, 0.95), by_score)
+    np.testing.assert_array_equal(R.dpp(items, scores, vec, 6, 0.05), by_score)
+    np.testing.assert_array_equal(R.dpp(items, scores, vec, 6, 0.0), by_score)
     assert overlap[0] < overlap[2]
 
 
@@ -225,12 +250,12 @@ def _random_case(seed, n_users=40, m=15, n_items=60, d=6):
     return items, scores, vec
 
 
-@pytest.mark.parametrize("theta", [0.0, 0.3, 0.7, 0.95])
+@pytest.mark.parametrize("lam", [1.0, 0.7, 0.3, 0.05, 0.0])  # theta = 1 − lam: 0, .3, .7, .95 and the score order
 @pytest.mark.parametrize("d", [4, 24])  # d = 4 < M: S is rank-deficient and the fill-by-score path runs
-def test_dpp_batched_equals_single(path, theta, d):
-    items, scores, vec = _random_case(seed=int(theta * 100) + d, d=d)
-    out = R.dpp(items, scores, vec, 8, theta)
-    ref = np.stack([R.dpp_single(i, s, vec, 8, theta) for i, s in zip(items, scores)])
+def test_dpp_batched_equals_single(path, lam, d):
+    items, scores, vec = _random_case(seed=round(100 * (1 - lam)) + d, d=d)
+    out = R.dpp(items, scores, vec, 8, lam)
+    ref = np.stack([R.dpp_single(i, s, vec, 8, lam) for i, s in zip(items, scores)])
     np.testing.assert_array_equal(out, ref)
     assert all(len(set(row)) == 8 for row in out.tolist())
     assert all(set(row) <= set(cand) for row, cand in zip(out.tolist(), items.tolist()))
@@ -241,17 +266,17 @@ def test_dpp_rank_deficient_fills_by_score_and_never_repeats(path):
     # three places go by score among the rest. Items 0 and 1 are the same direction.
     vec = np.array([[1.0, 0.0], [2.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-0.6, 0.8]])
     scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]])
-    out = R.dpp([[0, 1, 2, 3, 4]], scores, vec, 5, 0.0)
-    # theta = 0: pick 0 (first column); then d² = 1 − cos²: item1 0, item2 .36, item3 1, item4 .36 -> 3.
+    out = R.dpp([[0, 1, 2, 3, 4]], scores, vec, 5, 1.0)
+    # lam = 1 (theta = 0): pick 0 (first column); then d² = 1 − cos²: item1 0, item2 .36, item3 1, item4 .36 -> 3.
     # {0, 3} spans the plane: the rest (1, 2, 4) by score.
     assert out.tolist() == [[0, 3, 1, 2, 4]]
-    assert R.dpp_single([0, 1, 2, 3, 4], scores[0], vec, 5, 0.0).tolist() == [0, 3, 1, 2, 4]
+    assert R.dpp_single([0, 1, 2, 3, 4], scores[0], vec, 5, 1.0).tolist() == [0, 3, 1, 2, 4]
 
 
 def test_dpp_equal_scores_go_to_the_earlier_candidate(path):
     vec = np.eye(4)
     assert R.dpp([[2, 0, 3, 1]], [[1.0] * 4], vec, 4, 0.5).tolist() == [[2, 0, 3, 1]]
-    assert R.dpp([[1, 3, 0, 2]], [[1.0] * 4], vec, 4, 0.0).tolist() == [[1, 3, 0, 2]]
+    assert R.dpp([[1, 3, 0, 2]], [[1.0] * 4], vec, 4, 1.0).tolist() == [[1, 3, 0, 2]]
 
 
 def test_dpp_fill_breaks_score_ties_by_candidate_position(path):
@@ -270,11 +295,11 @@ def test_dpp_is_stable_for_large_alpha_and_shifted_scores(path):
     scores = scores * 300  # exp(alpha · r) would overflow without the per-user shift
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = R.dpp(items, scores, vec, 6, 0.999)
-        shifted = R.dpp(items, scores + 1e4, vec, 6, 0.999)
-        mid = R.dpp(items, scores / 300, vec, 6, 0.6)
+        out = R.dpp(items, scores, vec, 6, 0.001)  # theta = .999, alpha = 499.5
+        shifted = R.dpp(items, scores + 1e4, vec, 6, 0.001)
+        mid = R.dpp(items, scores / 300, vec, 6, 0.4)
     np.testing.assert_array_equal(out, shifted)
-    np.testing.assert_array_equal(mid, R.dpp(items, scores / 300 - 50.0, vec, 6, 0.6))
+    np.testing.assert_array_equal(mid, R.dpp(items, scores / 300 - 50.0, vec, 6, 0.4))
     assert all(len(set(row)) == 6 for row in out.tolist())
 
 
@@ -284,9 +309,9 @@ def test_zero_vectors_give_no_nan(path):
     items, scores = [[0, 1, 2, 3]], [[0.4, 0.3, 0.2, 0.1]]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        # A zero vector is unlike every other item and like itself (S_ii = 1): with theta = 0 all four
-        # candidates are mutually orthogonal, so the column order decides.
-        assert R.dpp(items, scores, vec, 4, 0.0).tolist() == [[0, 1, 2, 3]]
+        # A zero vector is unlike every other item and like itself (S_ii = 1): with lam = 1 (theta = 0) all
+        # four candidates are mutually orthogonal, so the column order decides.
+        assert R.dpp(items, scores, vec, 4, 1.0).tolist() == [[0, 1, 2, 3]]
         assert R.mmr(items, scores, vec, 4, 0.5).tolist() == [[0, 1, 2, 3]]
         assert objectives.scalarize(items, scores, 4, {"diversity": 1.0}, item_vectors=vec).tolist() == [[0, 1, 2, 3]]
 
@@ -299,8 +324,8 @@ def test_single_user_and_k_equals_m(path):
     assert R.dpp(items, scores, vec, 1, 0.5).tolist() == [[items[0, np.argmax(scores[0])]]]
 
 
-@pytest.mark.parametrize("theta", [0.0, 0.7])
-def test_dpp_batched_equals_single_on_a_larger_task(path, theta):
+@pytest.mark.parametrize("lam", [1.0, 0.3])
+def test_dpp_batched_equals_single_on_a_larger_task(path, lam):
     # Many users in several blocks; user group g draws its 40 candidates from 50 items spanning 4 + 2g
     # dimensions, so the groups run out of rank (and switch to filling by score) at different steps.
     rng = np.random.default_rng(11)
@@ -311,8 +336,8 @@ def test_dpp_batched_equals_single_on_a_larger_task(path, theta):
     scores = rng.normal(size=(150, 40))
     scores[::7, :5] = 1.0  # some exact score ties
     k = 15
-    out = R.dpp(items, scores, vec, k, theta)
-    ref = np.stack([R.dpp_single(i, s, vec, k, theta) for i, s in zip(items, scores)])
+    out = R.dpp(items, scores, vec, k, lam)
+    ref = np.stack([R.dpp_single(i, s, vec, k, lam) for i, s in zip(items, scores)])
     np.testing.assert_array_equal(out, ref)
     assert all(len(set(row)) == k for row in out.tolist())
 
@@ -510,11 +535,11 @@ def test_constant_rows_normalised_by_fusion_change_no_choice(path):
     g, p = rng.random((30, 3)), rng.random((3, 3))
     for method in ("minmax", "zscore"):
         n = normalize_scores(s, method).astype(np.float64)
-        for f in (lambda x: R.mmr(cand, x, vec, 5, 0.4), lambda x: R.maxsum(cand, x, vec, 5, 0.4),
-                  lambda x: R.dpp(cand, x, vec, 5, 0.6), lambda x: objectives.calibrate(cand, x, g, p, 5, 0.5),
+        for f in (lambda x: R.mmr(cand, x, vec, 5, 0.6), lambda x: R.maxsum(cand, x, vec, 5, 0.4),
+                  lambda x: R.dpp(cand, x, vec, 5, 0.4), lambda x: objectives.calibrate(cand, x, g, p, 5, 0.5),
                   lambda x: objectives.scalarize(cand, x, 5, {"relevance": 1.0, "diversity": 1.0}, item_vectors=vec)):
             assert np.array_equal(f(n), f(s)), method
-        assert np.array_equal(R.mmr(cand, n, vec, 5, 0.4), R.mmr(cand, np.zeros_like(s), vec, 5, 0.4))
+        assert np.array_equal(R.mmr(cand, n, vec, 5, 0.6), R.mmr(cand, np.zeros_like(s), vec, 5, 0.6))
 
 
 # -- candidates and Pareto fronts ---------------------------------------------------------------------
@@ -581,15 +606,17 @@ ERRORS = [
     (lambda: R.mmr(OK_ITEMS, OK_SCORES, V3, 2, -0.1), "lam"),
     (lambda: R.mmr(OK_ITEMS, OK_SCORES, np.ones(3), 2, 0.5), "item_vectors"),
     (lambda: R.mmr(OK_ITEMS, OK_SCORES, [[1.0, np.nan]] * 3, 2, 0.5), "item_vectors"),
-    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, 1.0), "theta"),
-    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, -0.5), "theta"),
-    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, True), "theta"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, 1.5), "lam"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, -0.5), "lam"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, True), "lam"),
+    (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 2, math.nan), "lam"),
     (lambda: R.dpp(OK_ITEMS, [[0.3, np.nan, 0.1]], V3, 2, 0.5), "cand_scores"),
     (lambda: R.dpp(OK_ITEMS, OK_SCORES, V3, 5, 0.5), "k=5"),
     (lambda: R.dpp([[0, 1, 9]], OK_SCORES, V3, 2, 0.5), "cand_items"),
     (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2], V3, 2, 0.5), "cand_scores"),
     (lambda: R.dpp_single([[0, 1, 2]], [[0.3, 0.2, 0.1]], V3, 2, 0.5), "1-D"),
-    (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 1.0), "theta"),
+    (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, 1.5), "lam"),
+    (lambda: R.dpp_single([0, 1, 2], [0.3, 0.2, 0.1], V3, 2, -1e-9), "lam"),
     (lambda: R.dpp_single([0, 1, 5], [0.3, 0.2, 0.1], V3, 2, 0.5), "cand_items"),
     (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 2.0), "lam"),
     (lambda: objectives.calibrate(OK_ITEMS, OK_SCORES, G3, P1, 2, 0.5, alpha=0.0), "alpha"),
@@ -647,7 +674,7 @@ def test_sort_by_score_keeps_the_set_and_is_idempotent(path):
     vec = rng.normal(size=(40, 6))
     cand = np.stack([rng.permutation(40)[:12] for _ in range(7)])
     scores = np.sort(rng.random((7, 12)), axis=1)[:, ::-1]
-    lists = R.mmr(cand, scores, vec, 5, 0.3)
+    lists = R.mmr(cand, scores, vec, 5, 0.7)
     got = R.sort_by_score(lists, cand, scores)
     assert (np.sort(got, axis=1) == np.sort(lists, axis=1)).all()
     s = np.take_along_axis(scores, (got[:, :, None] == cand[:, None, :]).argmax(axis=2), axis=1)
@@ -742,9 +769,8 @@ def _score_order(items, scores, k):
 @given(rerank_task(), st.floats(0, 1))
 def test_property_every_reranker_returns_distinct_candidates(task, knob):
     items, scores, vec, genres, dist, pop, k = task
-    theta = min(knob, 0.99)
     outs = [R.mmr(items, scores, vec, k, knob), R.maxsum(items, scores, vec, k, knob),
-            R.dpp(items, scores, vec, k, theta), objectives.calibrate(items, scores, genres, dist, k, knob),
+            R.dpp(items, scores, vec, k, knob), objectives.calibrate(items, scores, genres, dist, k, knob),
             objectives.scalarize(items, scores, k, {"relevance": 1.0, "diversity": knob, "novelty": 1 - knob,
                                            "calibration": 0.5},
                         item_vectors=vec, item_popularity=pop, item_genres=genres, user_genre_dist=dist)]
@@ -752,16 +778,18 @@ def test_property_every_reranker_returns_distinct_candidates(task, knob):
         _valid_lists(out, items, k)
         _valid_lists(R.sort_by_score(out, items, scores), items, k)
     for u in range(items.shape[0]):
-        _valid_lists(R.dpp_single(items[u], scores[u], vec, k, theta)[None], items[u:u + 1], k)
+        _valid_lists(R.dpp_single(items[u], scores[u], vec, k, knob)[None], items[u:u + 1], k)
 
 
 @settings(max_examples=50, deadline=None)
 @given(rerank_task())
-def test_property_pure_relevance_is_the_score_order(task):
+def test_property_lam_zero_is_the_score_order_for_every_reranker(task):
     items, scores, vec, genres, dist, pop, k = task
     want = _score_order(items, scores, k)
-    assert np.array_equal(R.mmr(items, scores, vec, k, 1.0), want)
+    assert np.array_equal(R.mmr(items, scores, vec, k, 0.0), want)
     assert np.array_equal(R.maxsum(items, scores, vec, k, 0.0), want)
+    assert np.array_equal(R.dpp(items, scores, vec, k, 0.0), want)
+    assert all(np.array_equal(R.dpp_single(items[u], scores[u], vec, k, 0.0), want[u]) for u in range(len(items)))
     assert np.array_equal(objectives.calibrate(items, scores, genres, dist, k, 0.0), want)
     assert np.array_equal(objectives.scalarize(items, scores, k, {"relevance": 1.0}), want)
 

@@ -62,8 +62,9 @@ def calibrate(cand_items, cand_scores, item_genres, user_genre_dist, k: int, lam
 
     p = the user's history genre distribution (``user_genre_dist``, rows normalised), q = the list's genre
     distribution (the mean of its items' genre distributions, ``item_genres`` rows normalised, items
-    without genres left out), q̃ = (1 − α)·q + α·p keeps the KL finite. λ = 0 is the score order; λ = 1
-    only matches the genre mix. A user with an all-zero history row has KL 0 and gets the score order.
+    without genres left out), q̃ = (1 − α)·q + α·p keeps the KL finite. ``lam`` is Steck's λ itself, and the
+    course's one knob (``recsuite.combine.rerank``): λ = 0 is the score order; λ = 1 only matches the genre mix.
+    A user with an all-zero history row has KL 0 and gets the score order.
 
     Introduced in notebooks/07_reranking.ipynb
     """

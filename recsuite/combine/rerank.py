@@ -2,6 +2,13 @@
 
 Calibration and weighted objectives are in ``recsuite.combine.objectives``.
 
+One knob, one meaning: every re-ranker of the course (MMR, MaxSum and DPP here, ``calibrate`` in
+``objectives``) takes ``lam`` in [0, 1], and **lam = 0 is the score order** for all of them (the top-k
+candidates by score, equal scores to the earlier candidate); a larger lam gives more weight to diversity, and
+lam = 1 is the most diversity the re-ranker has (for calibration: only the genre match). Where a paper's own
+parameter runs the other way, the docstring gives the mapping (Carbonell & Goldstein's λ and Chen et al.'s θ
+are our 1 − lam).
+
 Every re-ranker is batched over users. ``cand_items`` is an int (n_users, M) array of item indices (each
 row is one user's candidates, usually best first), ``cand_scores`` the float (n_users, M) relevance of
 those candidates, ``item_vectors`` an (n_items, d) array whose cosine similarity defines how alike two
@@ -19,6 +26,8 @@ all users (in blocks of users when that bounds memory).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -174,10 +183,11 @@ def _greedy_by_cosine(items, scores, unit, k: int, gain, update) -> np.ndarray:
 
 # -- MMR ----------------------------------------------------------------------------------------------
 def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray:
-    """Maximal marginal relevance (Carbonell & Goldstein 1998), greedily for all users at once.
+    """Maximal marginal relevance (Carbonell & Goldstein 1998, SIGIR), greedily for all users at once.
 
-    First the top-scored candidate, then argmax over the rest of lam·score − (1 − lam)·max_{j∈S} cos(i, j).
-    lam = 1 is the score order; lam = 0 picks, after the first, the item least like those chosen.
+    First the top-scored candidate, then argmax over the rest of (1 − lam)·score − lam·max_{j∈S} cos(i, j).
+    lam = 0 is the score order; lam = 1 picks, after the first, the item least like those chosen. The paper
+    writes λ·Sim₁ − (1 − λ)·max Sim₂, its λ weighting relevance: its λ is our 1 − lam.
 
     Introduced in notebooks/07_reranking.ipynb
     """
@@ -185,7 +195,7 @@ def mmr(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray
     items, scores, k = check_candidates(cand_items, cand_scores, k, unit.shape[0])
     lam = C.number("lam", lam, low=0.0, high=1.0)
     return _greedy_by_cosine(items, scores, unit, k,
-                             gain=lambda s, max_sim, t: lam * s - (1.0 - lam) * max_sim,
+                             gain=lambda s, max_sim, t: (1.0 - lam) * s - lam * max_sim,
                              update=lambda max_sim, sim, t: sim if t == 0 else np.maximum(max_sim, sim))
 
 
@@ -199,7 +209,8 @@ def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndar
     the items already chosen. Summed over the list, the second term is exactly the intra-list diversity
     ILD(L) = mean over pairs of 1 − cos, so the greedy step maximises the metric directly, whereas MMR
     penalises only the *closest* chosen item. lam = 0 is the score order; lam = 1 picks, after the first,
-    the item farthest on average from those chosen.
+    the item farthest on average from those chosen. (The paper's objective (k − 1)·Σ w(u) + 2λ·Σ d(u, v)
+    weights diversity by its λ alone; the convex mix here keeps the course's one knob in [0, 1].)
 
     Introduced in notebooks/07_reranking.ipynb
     """
@@ -213,9 +224,18 @@ def maxsum(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndar
 
 
 # -- DPP ----------------------------------------------------------------------------------------------
-def _dpp_alpha(theta) -> float:
-    theta = C.number("theta", theta, low=0.0, high=1.0, high_open=True)
-    return theta / (2.0 * (1.0 - theta))
+def _dpp_alpha(lam) -> float:
+    """α = θ / (2(1 − θ)) of Chen et al. with θ = 1 − lam, i.e. (1 − lam) / (2·lam); ∞ at lam = 0 (the score order)."""
+    lam = C.number("lam", lam, low=0.0, high=1.0)
+    if lam == 0.0:
+        return math.inf
+    with np.errstate(over="ignore"):
+        return float(np.float64(1.0 - lam) / np.float64(2.0 * lam))  # a subnormal lam overflows to ∞: the score order
+
+
+def _by_score(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The k best candidates of each row by score, equal scores to the earlier candidate: the score order."""
+    return np.take_along_axis(items, np.argsort(-scores, axis=-1, kind="stable")[..., :k], axis=-1)
 
 
 def _quality(scores: np.ndarray, alpha: float) -> np.ndarray:
@@ -224,14 +244,17 @@ def _quality(scores: np.ndarray, alpha: float) -> np.ndarray:
     # same factor, so the greedy argmax (and the MAP set) is unchanged, and now 0 < q <= 1 with the
     # top-scored candidate at exactly 1. DPP_EPS is thus relative to the best candidate's L_ii, which
     # also makes the result invariant to adding a constant to a user's scores.
-    return np.exp(alpha * (scores - scores.max(axis=-1, keepdims=True)))
+    with np.errstate(over="ignore"):  # a huge alpha (lam near 0) sends every non-top score to exp(-inf) = 0
+        return np.exp(alpha * (scores - scores.max(axis=-1, keepdims=True)))
 
 
-def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarray:
+def dpp(cand_items, cand_scores, item_vectors, k: int, lam: float) -> np.ndarray:
     """Greedy MAP of a determinantal point process per user (Chen, Zhang & Zhou 2018, NeurIPS).
 
-    Kernel L = diag(exp(α·r))·S·diag(exp(α·r)), S the cosine similarity of the candidates (S_ii = 1), α =
-    θ / (2(1 − θ)), 0 <= θ < 1: θ = 0 is pure diversity, θ → 1 the score order. Each step adds the item of
+    Kernel L = diag(exp(α·r))·S·diag(exp(α·r)), S the cosine similarity of the candidates (S_ii = 1). The
+    paper trades relevance against diversity with θ ∈ [0, 1) and α = θ / (2(1 − θ)); here θ = 1 − lam, so
+    α = (1 − lam) / (2·lam): lam = 0 (α = ∞) is the score order, returned as such, and lam = 1 (α = 0,
+    L = S) is pure diversity. Each step adds the item of
     largest gain d_i² = L_ii − ‖c_i‖², updated by incremental Cholesky: e_i = (L_ji − ⟨c_j, c_i⟩) / d_j,
     c_i ← [c_i, e_i], d_i² ← d_i² − e_i², O(k²M) per user. When the largest remaining d² falls below
     ``DPP_EPS`` (S rank-deficient: duplicates, more candidates than dimensions), the remaining places are
@@ -245,7 +268,9 @@ def dpp(cand_items, cand_scores, item_vectors, k: int, theta: float) -> np.ndarr
     """
     unit = unit_vectors("item_vectors", item_vectors)
     items, scores, k = check_candidates(cand_items, cand_scores, k, unit.shape[0])
-    alpha = _dpp_alpha(theta)
+    alpha = _dpp_alpha(lam)
+    if math.isinf(alpha):
+        return _by_score(items, scores, k)
     return _in_user_blocks(items, scores, unit, k, lambda s, cos, k: _dpp_block(s, cos, k, alpha))
 
 
@@ -298,11 +323,12 @@ def _dpp_block(s: np.ndarray, cos: Cosines, k: int, alpha: float) -> np.ndarray:
     return picks
 
 
-def dpp_single(items, scores, item_vectors, k: int, theta: float) -> np.ndarray:
+def dpp_single(items, scores, item_vectors, k: int, lam: float) -> np.ndarray:
     """The greedy DPP of ``dpp`` for one user: 1-D ``items``/``scores`` in, int64 (k,) item indices out.
 
     A plain per-user implementation of Chen, Zhang & Zhou 2018 (Algorithm 1, kernel rows computed as
-    needed): the reference the batched ``dpp`` is tested and benchmarked against.
+    needed): the reference the batched ``dpp`` is tested and benchmarked against. Same knob as ``dpp``
+    (θ = 1 − lam; lam = 0 is the score order).
 
     Introduced in notebooks/07_reranking.ipynb
     """
@@ -314,8 +340,10 @@ def dpp_single(items, scores, item_vectors, k: int, theta: float) -> np.ndarray:
         raise ValueError(f"item_vectors must be a 2-D array (n_items, d), got shape {v.shape}")
     items2, scores2, k = check_candidates(items[None], scores[None], k, v.shape[0])
     items, s = items2[0], scores2[0]
-    alpha = _dpp_alpha(theta)
+    alpha = _dpp_alpha(lam)
     vec = unit_vectors("item_vectors", v[items])  # only this user's rows are read (and checked)
+    if math.isinf(alpha):
+        return _by_score(items, s, k)
     q = _quality(s, alpha)
     d2 = q * q
     c = np.zeros((k, len(items)))
