@@ -484,3 +484,37 @@ def test_running_reports_a_server_that_died_while_serving(csr, monkeypatch):
             with client(url) as http:
                 assert http.get("/health").status_code == 200
             die.set()
+
+
+def test_recommend_is_topk_from_scores_and_explain_for_every_user():
+    """The service ranks one row at a time and explains in one product: the same lists as the package's
+    ``topk_from_scores`` (ties by item index, seen and outside items never, short lists when the catalogue runs
+    out) and the same reasons as ``semantic.explain``, on scores full of ties."""
+    from recsuite.evaluation.metrics import topk_from_scores
+
+    rng = np.random.default_rng(7)
+    n_users, n_items, d = 60, 40, 5
+    scores = rng.integers(0, 4, size=(n_users, n_items)).astype(np.float32)  # four values: ties everywhere
+    seen = rng.random((n_users, n_items)) < np.linspace(0, 0.95, n_users)[:, None]  # up to nearly everything
+    history = sp.csr_matrix(seen.astype(np.float32))
+    catalogue = rng.random(n_items) < 0.8
+    vectors = np.eye(d, dtype=np.float32)[rng.integers(0, d, size=n_items)]  # cosines exactly 0 or 1: tied reasons
+    titles = [f"Film {i}" for i in range(n_items)]
+    s = Service(np.arange(1, n_users + 1), np.arange(500, 500 + n_items), titles, scores, history, vectors,
+                catalogue=catalogue)
+    unit = s.unit_vectors
+    for k in (1, 10, n_items):
+        want = topk_from_scores(scores, k, seen=history, catalogue=catalogue)
+        for u in range(n_users):
+            got = s.recommend(u + 1, k)
+            top = want[u][want[u] >= 0]
+            assert [it["item_id"] for it in got] == (500 + top).tolist(), (u, k)
+            hist = np.flatnonzero(seen[u])
+            for it, item in zip(got, top):
+                if hist.size == 0:
+                    assert it["explanation"].startswith("Recommended by the fused model")
+                    continue
+                closest, _ = semantic.explain(hist, int(item), unit, top=2)
+                names = [f"Film {j}" for j in closest]
+                assert it["explanation"] == "Because you watched " + (
+                    names[0] if len(names) == 1 else f"{names[0]} and {names[1]}") + "."
