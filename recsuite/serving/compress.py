@@ -1,6 +1,6 @@
 """The sentence encoder compressed to int8: PyTorch dynamic quantisation and an int8 ONNX export run with onnxruntime; size, speed and fidelity.
 
-Three forms of the packaged all-MiniLM-L6-v2 give the same ``(n, 384)`` unit vectors through one entry point,
+Four forms of the packaged all-MiniLM-L6-v2 give the same ``(n, 384)`` unit vectors through one entry point,
 ``encode(texts, backend=...)``:
 
 - ``"fp32"``: the float32 encoder, run by ``encoders.encode_batches`` (what ``semantic.encode_texts`` uses);
@@ -14,11 +14,11 @@ Three forms of the packaged all-MiniLM-L6-v2 give the same ``(n, 384)`` unit vec
   the graph stores ~1 byte per weight and turns the weights back to fp32 (Cast and Mul nodes) before plain
   fp32 MatMuls (it has no MatMulInteger or QuantizeLinear node), so it saves bytes on disk but computes as fp32;
 - ``"onnx-qint8"``: the fp32 encoder exported to ONNX here and quantised by onnxruntime's ``quantize_dynamic``
-  (int8 weights with one scale per output channel, activations quantised per batch, integer MatMuls), with the
-  few MatMuls that distort the vectors most kept in fp32 (``QINT8_KEEP_FP32``, chosen by measured sensitivity:
-  ``benchmarks/bench_encode.py``); built once per model and onnxruntime version (``qint8_onnx_path``).
+  (int8 weights with one scale per output channel, activations quantised per batch, integer MatMuls); any MatMul
+  can be kept in fp32 by name (``QINT8_KEEP_FP32``: none by default; ``QINT8_FRONTIER`` lists the keep sets
+  measured by ``benchmarks/bench_encode.py``); built once per model and onnxruntime version (``qint8_onnx_path``).
 
-All three tokenise with the fp32 model's tokenizer, batch the same way as ``encode_batches`` (sorted by token
+All four tokenise with the fp32 model's tokenizer, batch the same way as ``encode_batches`` (sorted by token
 length, longest first, padded per batch), mean-pool with ``encoders.mean_pool`` and L2-normalise; rows come
 back in input order. ``size_on_disk`` and ``cosine_to_reference`` measure what the compression costs and saves.
 The torch int8 vectors depend a little on the batch they are computed in (each batch's activations get one
@@ -337,8 +337,9 @@ def encode(texts, backend: str = "fp32", batch_size: int = 64, normalize: bool =
     network, ``"onnx-int8"`` the packaged ONNX export and ``"onnx-qint8"`` the export quantised here
     (``onnx_encoder``); all batch, pool and normalise alike, so their rows can be compared one for one
     (``cosine_to_reference``). ``"onnx-qint8"`` quantises each MatMul's input with one scale per batch, so a
-    text's vector moves slightly (in the third decimal of a cosine) with the texts it is batched with; the other
-    backends give a text the same vector in any batch. ``threads`` sets onnxruntime's intra-op threads and is
+    text's vector moves slightly (cosine about 0.99 between batch sizes 64 and 7) with the texts it is batched
+    with; so does ``"torch-int8"`` (dynamic quantisation too, about 0.97); ``"fp32"`` and ``"onnx-int8"`` give a
+    text the same vector in any batch. ``threads`` sets onnxruntime's intra-op threads and is
     refused for the torch backends, which use ``torch.set_num_threads``.
 
     Introduced in notebooks/09b_serving.ipynb
@@ -375,7 +376,8 @@ def size_on_disk(backend: str) -> int:
 
     ``"fp32"``: the packaged model's ``.safetensors`` files (its ``.bin`` files when it has none);
     ``"torch-int8"``: ``torch.save(quantize_dynamic().state_dict())`` written to memory; ``"onnx-int8"``: the
-    verified ``.onnx`` file (graph and weights in one). Tokenizer files, the same for all three, are not counted.
+    verified ``.onnx`` file (graph and weights in one); ``"onnx-qint8"``: the quantised ``.onnx`` file built by
+    ``qint8_onnx_path``. Tokenizer files, the same for all four, are not counted.
 
     Introduced in notebooks/09b_serving.ipynb
     """
