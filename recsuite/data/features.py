@@ -17,7 +17,7 @@ def age_bucket(age) -> pd.Categorical:
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
-    if isinstance(age, (str, bytes)) or isinstance(age, (bool, np.bool_)):
+    if isinstance(age, (str, bytes, bool, np.bool_)):
         raise TypeError(f"age must be ages in years (a number or numbers), got {checks.describe(age)}")
     try:
         a = pd.Series(age, dtype="float64")
@@ -65,6 +65,49 @@ def genre_matrix(items: pd.DataFrame, item_ids=None) -> tuple[np.ndarray, list[s
         for g in by_id[i]:
             out[r, col[g]] = 1.0
     return out, names
+
+
+def genre_drift(sequences, item_genres, split: float = 0.5) -> np.ndarray:
+    """Per user, how far the genres of the late history moved from the early one: a number in [0, 1].
+
+    Each history (item indices, oldest first) is cut at ``split`` of its length (rounded down); each part's genre distribution
+    is the mean of its items' genre rows, normalised to sum 1 (a film with three genres counts a third to each);
+    the drift is the Jensen-Shannon divergence of the two, base 2 (0 = the same mix, 1 = no genre in common).
+    NaN for a history with fewer than two items or a part without genres.
+
+    Introduced in notebooks/11_sequential.ipynb
+    """
+    g = checks.array("item_genres", item_genres, ndim=2)
+    if (g < 0).any():
+        raise ValueError("item_genres must be non-negative (multi-hot genre rows from genre_matrix)")
+    split = checks.number("split", split, low=0.0, high=1.0)
+    if not 0.0 < split < 1.0:
+        raise ValueError(f"split must be strictly between 0 and 1, got {split!r}")
+    if not isinstance(sequences, (list, tuple)):
+        raise TypeError(f"sequences must be a list of 1-D item-index arrays (one per user), got "
+                        f"{checks.describe(sequences)}")
+    rows = g / np.maximum(g.sum(axis=1, keepdims=True), 1e-12)
+    out = np.full(len(sequences), np.nan)
+    for u, s in enumerate(sequences):
+        s = checks.indices(f"sequences[{u}]", s, len(g), what="item") if len(s) else np.zeros(0, np.int64)
+        cut = int(len(s) * split)  # rounded down: the early part is never the longer one at split 0.5
+        if cut < 1 or cut >= len(s):
+            continue
+        p, q = rows[s[:cut]].sum(axis=0), rows[s[cut:]].sum(axis=0)
+        if p.sum() == 0 or q.sum() == 0:
+            continue
+        out[u] = _jensen_shannon(p / p.sum(), q / q.sum())
+    return out
+
+
+def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    m = (p + q) / 2
+
+    def kl(a):  # KL(a || m); m > 0 wherever a > 0
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return min(max(0.5 * kl(p) + 0.5 * kl(q), 0.0), 1.0)  # clipped: rounding can leave it a hair outside
 
 
 def user_features(users: pd.DataFrame, user_ids=None) -> pd.DataFrame:

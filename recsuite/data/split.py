@@ -222,6 +222,22 @@ class Protocol:
         bounds = np.cumsum(np.bincount(users, minlength=self.n_users))[:-1]
         return np.split(items[order], bounds)
 
+    def next_items(self, eval_set: str) -> sp.csr_matrix:
+        """Binary CSR with each user's *first* item of ``eval_set`` in time (ties by item index), 0 rows without.
+
+        The next-item view of a split: what a sequential model is built to predict, one item per user.
+
+        Introduced in notebooks/11_sequential.ipynb
+        """
+        self._check_eval_set(eval_set)
+        f = self.frame(eval_set)
+        users, items = f.user_idx.to_numpy(np.int64), f.item_idx.to_numpy(np.int64)
+        order = np.lexsort((items, f.timestamp.to_numpy(), users))
+        users, items = users[order], items[order]
+        first = np.r_[True, users[1:] != users[:-1]] if len(users) else np.zeros(0, bool)
+        return sp.csr_matrix((np.ones(int(first.sum()), np.float32), (users[first], items[first])),
+                             shape=(self.n_users, self.n_items))
+
     def catalogue(self, eval_set: str) -> np.ndarray:
         """Boolean (n_items,) mask of the catalogue ranked for ``eval_set`` (the ``catalogue`` mask)."""
         self._check_eval_set(eval_set)

@@ -3,6 +3,8 @@
 * ``fit_recbole``: any RecBole general model (BPR, LightGCN, EASE, MultiVAE, NeuMF, ...) trained by RecBole's own
   ``Trainer`` on our pre-split train/valid/test (RecBole's ``benchmark_filename`` atomic files), without
   ``recbole.quick_start``; the fitted model is a ``Scorer``.
+* ``fit_recbole_sequential``: RecBole's sequential recommenders (SASRec, GRU4Rec, ...) on the same split,
+  next item from the history (``RecBoleSequentialModel.score_sequences``; notebooks/11_sequential.ipynb).
 * ``run_recbole_protocol``: RecBole's own protocol (its random 8:1:1 split), to set our numbers beside RecBole's.
 * ``recbole_crosscheck``: RecBole's evaluator against ``recsuite.evaluation.metrics`` on the same lists
   (``tie_sensitive_users`` says when ties could explain a gap).
@@ -38,7 +40,7 @@ from recsuite.models.recbole_compat import patch_recbole, quiet_recbole
 # RecBole
 # ===================================================================================================
 RECBOLE_METRICS = ("recall", "mrr", "ndcg", "hit", "precision", "map")
-_RECBOLE_METRIC_NAMES = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision",
+RECBOLE_METRIC_NAMES = {"recall": "Recall", "mrr": "MRR", "ndcg": "NDCG", "hit": "Hit", "precision": "Precision",
                          "map": "MAP"}
 # Per-model defaults on top of RecBole's own yaml. EASE and MultiVAE are non-sampling models (they read the
 # whole user row), so negative sampling is switched off; NeuMF is pointwise: its BCE loss needs the 0/1
@@ -50,10 +52,10 @@ RECBOLE_MODEL_DEFAULTS = {
                                         "dynamic": False, "candidate_num": 0}},
 }
 # Keys fit_recbole sets itself: they define the data files and the protocol, so a config may not change them.
-_RESERVED = ("data_path", "checkpoint_dir", "benchmark_filename", "USER_ID_FIELD", "ITEM_ID_FIELD", "load_col",
+RESERVED_KEYS = ("data_path", "checkpoint_dir", "benchmark_filename", "USER_ID_FIELD", "ITEM_ID_FIELD", "load_col",
              "dataset", "model", "eval_args", "seed", "epochs", "topk", "gpu_id", "use_gpu", "save_dataset",
              "save_dataloaders", "dataset_save_path", "dataloaders_save_path")
-_DATASET = "recsuite"
+DATASET = "recsuite"
 
 
 @dataclass
@@ -156,17 +158,20 @@ class RecBoleModel(Scorer):
         return out
 
 
+def index_column(df, name: str, col: str, n: int, what: str) -> np.ndarray:
+    """Column ``col`` of ``df`` as int64 indices in ``[0, n)`` (whole-number floats, e.g. after a merge, accepted)."""
+    values = df[col].to_numpy()
+    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+        values = values.astype(np.int64)  # whole-number floats (e.g. after a merge) are indices too
+    return checks.indices(f"{name}.{col}", values, n, what=what)
+
+
 def _frame_pairs(df, name: str, n_users: int, n_items: int) -> pd.DataFrame:
     checks.columns(name, df, ["user_idx", "item_idx"])
     if len(df) == 0:
         raise ValueError(f"{name} is empty; RecBole needs at least one interaction in each file")
-    cols = {}
-    for col, n, what in (("user_idx", n_users, "user"), ("item_idx", n_items, "item")):
-        values = df[col].to_numpy()
-        if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
-            values = values.astype(np.int64)  # whole-number floats (e.g. after a merge) are indices too
-        cols[col] = checks.indices(f"{name}.{col}", values, n, what=what)
-    pairs = pd.DataFrame(cols)
+    pairs = pd.DataFrame({"user_idx": index_column(df, name, "user_idx", n_users, "user"),
+                          "item_idx": index_column(df, name, "item_idx", n_items, "item")})
     # a repeated pair is one positive for RecBole's evaluator (a set) and one for our CSR (binarised)
     return pairs.drop_duplicates().reset_index(drop=True)
 
@@ -184,7 +189,8 @@ def _binary_csr(pairs: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matri
     return m
 
 
-def _token_map(field2token_id: dict, n: int) -> np.ndarray:
+def token_map(field2token_id: dict, n: int) -> np.ndarray:
+    """(n,) RecBole internal id of each of our indices (RecBole's tokens are our indices as str; 0 = unknown)."""
     mapping = np.zeros(n, dtype=np.int64)
     for token, internal in field2token_id.items():
         if token != "[PAD]":
@@ -216,7 +222,8 @@ def _general_model(model):
     return getattr(importlib.import_module(f"recbole.model.general_recommender.{model.lower()}"), model)
 
 
-def _check_config(config, reserved) -> dict:
+def check_config(config, reserved) -> dict:
+    """A RecBole config override: None or a dict of str keys, none of them in ``reserved`` (the keys the fit sets)."""
     if config is None:
         return {}
     if not isinstance(config, dict):
@@ -230,7 +237,8 @@ def _check_config(config, reserved) -> dict:
     return dict(config)
 
 
-def _workdir(workdir) -> Path:
+def workdir_folder(workdir) -> Path:
+    """The folder RecBole's temporary files go under: ``workdir``, or ``build/recbole`` for None (created)."""
     if workdir is None:
         workdir = build_dir() / "recbole"
     if not isinstance(workdir, (str, os.PathLike)) or not str(workdir).strip():
@@ -270,8 +278,8 @@ def fit_recbole(model: str, train_df, valid_df, test_df, n_users: int, n_items: 
     n_users, n_items = checks.positive_int("n_users", n_users), checks.positive_int("n_items", n_items)
     seed, epochs = checks.seed("seed", seed), checks.positive_int("epochs", epochs)
     k = checks.integer("k", k, low=1, high=n_items)
-    config = _check_config(config, _RESERVED)
-    use_gpu = _check_device(device)
+    config = check_config(config, RESERVED_KEYS)
+    use_gpu = check_device(device)
     progress = checks.flag("progress", progress)
 
     train = _frame_pairs(train_df, "train_df", n_users, n_items)
@@ -292,33 +300,33 @@ def fit_recbole(model: str, train_df, valid_df, test_df, n_users: int, n_items: 
             params.get("train_neg_sample_args", "default") is None:
         raise ValueError(f"{model} is pointwise: it needs train_neg_sample_args (negatives make its 0/1 labels)")
 
-    workdir = _workdir(workdir)
+    workdir = workdir_folder(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{model}-", dir=workdir) as tmp:
         root = Path(tmp)
-        (root / _DATASET).mkdir()
+        (root / DATASET).mkdir()
         for part, pairs in (("train", train), ("valid", valid), ("test", test)):
-            _write_atomic_file(pairs, root / _DATASET / f"{_DATASET}.{part}.inter")
+            _write_atomic_file(pairs, root / DATASET / f"{DATASET}.{part}.inter")
         cfg = {
-            "dataset": _DATASET, "seed": seed, "reproducibility": True, "epochs": epochs,
+            "dataset": DATASET, "seed": seed, "reproducibility": True, "epochs": epochs,
             "show_progress": progress,
             "data_path": str(root), "checkpoint_dir": str(root / "saved"),
             "benchmark_filename": ["train", "valid", "test"],
             "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "load_col": {"inter": ["user_id", "item_id"]},
             "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
-            "metrics": [_RECBOLE_METRIC_NAMES[m] for m in RECBOLE_METRICS], "topk": [k],
+            "metrics": [RECBOLE_METRIC_NAMES[m] for m in RECBOLE_METRICS], "topk": [k],
             "valid_metric": f"NDCG@{k}", "metric_decimal_place": 12,
             "gpu_id": "0" if use_gpu else "", "use_gpu": use_gpu, "worker": 0,
             "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
             **params,
         }
-        run = _run_recbole(model_class, cfg, seed, early_stopping=not refit, progress=progress)
+        run = run_recbole(model_class, cfg, seed, early_stopping=not refit, progress=progress)
 
     dataset = run.pop("dataset")
     history = train if refit else pd.concat([train, valid], ignore_index=True)
     return RecBoleModel(
         name=model, config=cfg,
-        user_map=_token_map(dataset.field2token_id["user_id"], n_users),
-        item_map=_token_map(dataset.field2token_id["item_id"], n_items),
+        user_map=token_map(dataset.field2token_id["user_id"], n_users),
+        item_map=token_map(dataset.field2token_id["item_id"], n_items),
         user_tokens=np.asarray(dataset.field2id_token["user_id"]),
         item_tokens=np.asarray(dataset.field2id_token["item_id"]),
         test_truth=_binary_csr(test, n_users, n_items), test_history=_binary_csr(history, n_users, n_items), k=k,
@@ -326,8 +334,11 @@ def fit_recbole(model: str, train_df, valid_df, test_df, n_users: int, n_items: 
     )
 
 
-def _run_recbole(model_class, cfg: dict, seed: int, early_stopping: bool = True, progress: bool = False) -> dict:
-    # The pipeline of recbole.quick_start.run_recbole, minus ray, logging files and TensorBoard.
+def run_recbole(model_class, cfg: dict, seed: int, early_stopping: bool = True, progress: bool = False,
+                 prepare=None) -> dict:
+    """RecBole's pipeline (``recbole.quick_start.run_recbole``) on a config dict: data, model, Trainer, test."""
+    # The pipeline of recbole.quick_start.run_recbole, minus ray, logging files and TensorBoard. ``prepare``
+    # (optional) adjusts the built train/valid/test datasets in place before the model is made.
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_trainer, init_seed
@@ -337,6 +348,8 @@ def _run_recbole(model_class, cfg: dict, seed: int, early_stopping: bool = True,
         init_seed(seed, True)
         dataset = create_dataset(rb_config)
         train_data, valid_data, test_data = data_preparation(rb_config, dataset)
+        if prepare is not None:
+            prepare(*(data._dataset for data in (train_data, valid_data, test_data)))
         init_seed(seed, True)  # the model's initialisation does not depend on how much sampling came before
         model = model_class(rb_config, train_data._dataset).to(rb_config["device"])
         trainer = get_trainer(rb_config["MODEL_TYPE"], rb_config["model"])(rb_config, model)
@@ -356,7 +369,8 @@ def _run_recbole(model_class, cfg: dict, seed: int, early_stopping: bool = True,
     }
 
 
-def _check_device(device: str) -> bool:
+def check_device(device: str) -> bool:
+    """Whether RecBole should use the GPU for ``device`` ("auto", "cpu", "cuda"); "cuda" without one is refused."""
     torch = require("torch", "text")
 
     checks.one_of("device", device, ("auto", "cpu", "cuda"))
@@ -384,17 +398,17 @@ def run_recbole_protocol(model: str, dataset: str = "ml-100k", config: dict | No
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", dataset):  # a folder name under data_path, no path
         raise ValueError(f"dataset must be a RecBole dataset name (letters, digits, '-', '_', '.'), got {dataset!r}")
     seed, epochs, k = checks.seed("seed", seed), checks.positive_int("epochs", epochs), checks.positive_int("k", k)
-    config = _check_config(config, ("checkpoint_dir", "dataset", "model", "seed", "epochs"))
-    use_gpu = _check_device(device)
+    config = check_config(config, ("checkpoint_dir", "dataset", "model", "seed", "epochs"))
+    use_gpu = check_device(device)
     progress = checks.flag("progress", progress)
-    workdir = _workdir(workdir)
+    workdir = workdir_folder(workdir)
     with tempfile.TemporaryDirectory(prefix=f"{model}-native-", dir=workdir) as tmp:
         cfg = {"dataset": dataset, "seed": seed, "epochs": epochs, "topk": [k], "show_progress": progress,
                "checkpoint_dir": str(Path(tmp) / "saved"), "metric_decimal_place": 12,
                "gpu_id": "0" if use_gpu else "", "use_gpu": use_gpu, "worker": 0,
                "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
                **RECBOLE_MODEL_DEFAULTS.get(model, {}), **config}
-        run = _run_recbole(model_class, cfg, seed, progress=progress)
+        run = run_recbole(model_class, cfg, seed, progress=progress)
     for key in ("dataset", "model", "recbole_config"):
         run.pop(key)
     return {**run, "config": cfg}
@@ -470,5 +484,4 @@ def recbole_crosscheck(fitted: RecBoleModel, scores=None) -> pd.DataFrame:
     df.attrs["tie_sensitive_users"] = tie_sensitive_users(s, fitted.test_truth, k, seen=fitted.test_history,
                                                           catalogue=fitted.known_items)
     return df
-
 

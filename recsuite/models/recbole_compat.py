@@ -37,6 +37,11 @@ upstream issue/PR it answers and whether the *pins* or *code here* covers it:
  8     ``Config._init_device`` overwrites              code: the variable is restored after ``Config``
        ``CUDA_VISIBLE_DEVICES`` for the whole process  reads it, so a CPU-only config cannot hide the GPU
        (``""`` on CPU hides every GPU from torch)      from the rest of the lesson.
+ 9     ``sequential_recommender/sine.py`` calls        code: ``patch_recbole`` imports RecBole's sequential
+       ``torch.autograd.set_detect_anomaly(True)`` at  models itself and restores the anomaly flag it found
+       import: every backward in the process records   (importing them later is then a no-op). If sine was
+       stack traces (2-5x slower training here); no    imported before ``patch_recbole``, the flag is left
+       issue found                                     as it is (we cannot tell who set it).
 =====  ==============================================  ====================================================
 
 Introduced in notebooks/04_neural_cf_recbole.ipynb
@@ -45,6 +50,7 @@ Introduced in notebooks/04_neural_cf_recbole.ipynb
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from contextlib import contextmanager
@@ -269,6 +275,13 @@ def patch_recbole() -> None:
         _replace(ngcf.NGCF, "get_norm_adj_mat", _get_norm_adj_mat, "NGCF.get_norm_adj_mat")
         _replace(ncl.NCL, "get_norm_adj_mat", _get_norm_adj_mat_ncl, "NCL.get_norm_adj_mat")
 
+        # 9. sine.py switches autograd anomaly detection on for the whole process when imported
+        if "recbole.model.sequential_recommender.sine" not in sys.modules:
+            anomaly = torch.is_anomaly_enabled()
+            import recbole.model.sequential_recommender  # noqa: F401  (imports sine)
+
+            torch.autograd.set_detect_anomaly(anomaly)
+
         # 6. no ./log_tensorboard (5., ray via recbole.quick_start, issues #1518/#1820: simply never imported)
         _replace(trainer, "get_tensorboard", _get_tensorboard, "recbole.trainer.trainer.get_tensorboard")
 
@@ -277,14 +290,17 @@ def patch_recbole() -> None:
 
 @contextmanager
 def quiet_recbole():
-    """Silence, for the calls inside, the two warnings RecBole 1.2.1 raises on this stack that change nothing.
+    """Silence, for the calls inside, the warnings RecBole 1.2.1 raises on this stack that change nothing.
 
     * pandas 2.x FutureWarning on RecBole's chained ``fillna(inplace=True)`` (table row 2): on the pinned
       pandas the call still writes through; only the warning goes.
     * torch's FutureWarning on ``torch.cuda.amp.GradScaler(enabled=False)`` built by every Trainer: the
       spelling is deprecated, not the behaviour.
+    * pandas 2.x FutureWarning on ``Series.agg(len)``, with which RecBole measures ``token_seq`` fields
+      (sequential models' item lists): on the pinned pandas it still acts as ``transform``, one length
+      per row; pandas<3 is pinned (row 2).
 
-    Both filters are scoped to the RecBole module that warns and to the ``with`` block (a global filter
+    Each filter is scoped to the RecBole module that warns and to the ``with`` block (a global filter
     would be undone by pytest and would hide the same warnings from the learner's own code).
 
     Introduced in notebooks/04_neural_cf_recbole.ipynb
@@ -297,6 +313,10 @@ def quiet_recbole():
         warnings.filterwarnings(
             "ignore", message=r".*torch\.cuda\.amp\.GradScaler.*", category=FutureWarning,
             module=r"recbole\.trainer\.trainer",
+        )
+        warnings.filterwarnings(
+            "ignore", message=r".*using <built-in function len> in Series\.agg cannot aggregate.*",
+            category=FutureWarning, module=r"recbole\.data\.dataset\.(sequential_)?dataset",
         )
         yield
 

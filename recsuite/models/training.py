@@ -50,14 +50,15 @@ def linear_schedule(total: int, warmup: int):
 def param_groups(model, weight_decay: float):
     """AdamW parameter groups of a model's trainable weights: ``weight_decay`` on all but biases and LayerNorms.
 
-    The BERT convention (Devlin et al. 2019): no weight decay on biases and LayerNorm weights.
+    The BERT convention (Devlin et al. 2019): no weight decay on biases and LayerNorm weights, recognised as the
+    1-D parameters whatever their names (``norm1`` in SASRec, ``LayerNorm`` in BERT).
 
     Introduced in notebooks/09_finetuning.ipynb
     """
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n else decay).append(p)
+            (no_decay if p.ndim < 2 or n.endswith("bias") else decay).append(p)
     groups = ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
     return [g for g in groups if g["params"]]
 
