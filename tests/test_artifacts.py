@@ -41,6 +41,36 @@ def test_a_damaged_cf_score_cache_is_rebuilt(protocol, tmp_path):
     assert ART.cf_scores("EASE", "test", **kw).shape == (protocol.n_users, protocol.n_items)
 
 
+def test_lesson_scores_round_trip_and_stay_on_their_split_and_seed(protocol, tmp_path):
+    rng = np.random.default_rng(0)
+    scores = rng.random((protocol.n_users, protocol.n_items)).astype(np.float32)
+    assert ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path) is None  # not run here yet
+    path = ART.save_lesson_scores("09_finetuning", "two-tower", scores, "test", {"steps": 40}, protocol, 0, tmp_path)
+    assert path == ART.lesson_scores_path("09_finetuning", "test", protocol, 0, tmp_path) and path.exists()
+    got = ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)
+    assert got["model"] == "two-tower" and got["params"] == {"steps": 40}
+    np.testing.assert_array_equal(got["scores"], scores)
+    assert ART.lesson_scores("09_finetuning", "valid", protocol, cache_dir=tmp_path) is None
+    assert ART.lesson_scores("09_finetuning", "test", protocol, seed=1, cache_dir=tmp_path) is None
+    assert ART.lesson_scores("10_other", "test", protocol, cache_dir=tmp_path) is None
+    ART.save_lesson_scores("09_finetuning", "newer run", scores + 1, "test", None, protocol, 0, tmp_path)
+    newer = ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)  # the newest run wins
+    assert newer["model"] == "newer run" and newer["params"] == {} and newer["scores"][0, 0] == scores[0, 0] + 1
+
+
+def test_lesson_scores_changed_after_writing_are_refused(protocol, tmp_path):
+    from recsuite.core import cache
+
+    scores = np.zeros((protocol.n_users, protocol.n_items), np.float32)
+    path = ART.save_lesson_scores("09_finetuning", "m", scores, "test", None, protocol, 0, tmp_path)
+    key, _ = cache.read_keyed(path, "scores")
+    cache.write_array(path, key, "scores", scores + 0.5)  # same key and SHA-256, other numbers
+    with pytest.raises(ValueError, match="do not match the SHA-256"):
+        ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)
+    path.write_bytes(path.read_bytes()[:60])  # truncated: a miss, as if the lesson had not run
+    assert ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path) is None
+
+
 @pytest.mark.parametrize("call, exc, match", [
     (lambda p: ART.tuned_params("als", p), ValueError, "model must be one of"),
     (lambda p: ART.tuned_params("EASE", p, seed=-1), ValueError, "seed"),
@@ -65,6 +95,15 @@ def test_a_damaged_cf_score_cache_is_rebuilt(protocol, tmp_path):
     (lambda p: ART.fused_scores("test", weights={"als": 1.0}, method="zscore", protocol=p), ValueError, "weights"),
     (lambda p: ART.fused_scores("test", protocol="p"), TypeError, "protocol"),
     (lambda p: ART.fused_scores_path("test", protocol=p, seed=-3), ValueError, "seed"),
+    (lambda p: ART.lesson_scores("../09", protocol=p), ValueError, "lesson must be a notebook's stem"),
+    (lambda p: ART.lesson_scores("09", "train", protocol=p), ValueError, "eval_set"),
+    (lambda p: ART.lesson_scores_path(9, protocol=p), TypeError, "lesson"),
+    (lambda p: ART.save_lesson_scores("09", "m", np.zeros((2, 2)), protocol=p), ValueError, r"scores must be .*\(2, 2\)"),
+    (lambda p: ART.save_lesson_scores("09", "m", np.full((p.n_users, p.n_items), np.nan), protocol=p),
+     ValueError, "NaN"),
+    (lambda p: ART.save_lesson_scores("09", "m", np.zeros((p.n_users, p.n_items)), params=[1], protocol=p),
+     TypeError, "params must be a dict"),
+    (lambda p: ART.save_lesson_scores("09", "", np.zeros((p.n_users, p.n_items)), protocol=p), ValueError, "model"),
 ])
 def test_bad_input_is_a_clear_error(protocol, call, exc, match):
     with pytest.raises(exc, match=match):

@@ -225,6 +225,13 @@ def test_wrong_kinds_raise_type_errors_and_huge_ints_name_the_argument():
         checks.score_matrix("scores", np.array([["a", "b"]]))
     with pytest.raises(ValueError, match="level must be a finite number, got an int of 401 digits"):
         checks.number("level", 10**400)
+    assert [s.tolist() for s in checks.sequences("seqs", ([2, 0], [], np.array([1])), 3)] == [[2, 0], [], [1]]
+    with pytest.raises(TypeError, match=r"seqs must be a list of 1-D item-index arrays .* use list\(array\)"):
+        checks.sequences("seqs", np.array([[0, 1], [1, 2]]), 3)  # a 2-D array is not read row by row
+    with pytest.raises(TypeError, match="seqs must be a list of 1-D item-index arrays"):
+        checks.sequences("seqs", {0: [1]}, 3)
+    with pytest.raises(ValueError, match=r"seqs\[1\] holds 0..3, outside \[0, 3\)"):
+        checks.sequences("seqs", [[0], [3, 0]], 3)
     with pytest.raises(TypeError, match="topk must be a 2-D int array"):
         rerank.sort_by_score(np.array([[5.0, 3.0]]), np.array([[5, 3, 9]]), np.array([[0.9, 0.5, 0.1]]))
 

@@ -20,6 +20,15 @@ def test_round_trip_and_key_mismatch(tmp_path):
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
 
 
+def test_read_keyed_gives_back_the_stored_key(tmp_path):
+    path = tmp_path / "a.npz"
+    assert cache.read_keyed(path, "scores") is None
+    cache.write_array(path, {"k": (1, 2), "model": "m"}, "scores", np.ones(2))
+    key, got = cache.read_keyed(path, "scores")
+    assert key == {"k": [1, 2], "model": "m"} and got.tolist() == [1.0, 1.0]  # as JSON reads it back
+    assert cache.read_keyed(path, "vectors") is None
+
+
 def test_missing_and_truncated_files_are_misses(tmp_path):
     key = {"k": 1}
     path = tmp_path / "x.npz"

@@ -194,7 +194,7 @@ def test_bad_inputs_raise(tmp_path, kwargs, error, match):
     ([np.array([1, 2]), np.array([-1])], ValueError, r"sequences\[1\] holds"),
     ([np.array([1.5])], TypeError, r"sequences\[0\] must be an int array"),
     ([np.array([[1, 2]])], ValueError, r"sequences\[0\] must be 1-D"),
-    (np.array([[1, 2]]), TypeError, "sequences must be a list or tuple"),
+    (np.array([[1, 2]]), TypeError, "sequences must be a list of 1-D item-index arrays"),
 ])
 def test_score_sequences_refuses_bad_histories(fitted, sequences, error, match):
     models, _, _ = fitted

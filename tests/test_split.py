@@ -106,6 +106,19 @@ def test_sequences_are_each_users_history_oldest_first():
         assert sum(len(s) for s in seqs) == len(f)  # nothing dropped, nothing from another user
 
 
+def test_time_order_is_user_then_time_then_item_whatever_the_row_order():
+    users = np.array([1, 0, 1, 0, 1])
+    ts = np.array([5, 9, 5, 2, 1])
+    items = np.array([7, 3, 2, 8, 9])
+    order = S.time_order(users, ts, items)
+    assert list(zip(users[order], ts[order], items[order])) == [(0, 2, 8), (0, 9, 3), (1, 1, 9), (1, 5, 2), (1, 5, 7)]
+    perm = np.random.default_rng(0).permutation(5)
+    again = S.time_order(users[perm], ts[perm], items[perm])
+    assert items[perm][again].tolist() == items[order].tolist()  # the tie rule, not the frame's row order
+    with pytest.raises(ValueError, match="1-D and of one length"):
+        S.time_order(users, ts[:4], items)
+
+
 def test_index_map_rejects_unknown_ids():
     idx = index.IndexMap.from_ids([3, 1, 2], [10, 20])
     np.testing.assert_array_equal(idx.user_index([1, 3]), [0, 2])

@@ -17,6 +17,7 @@ from recsuite.core import checks as C
 from recsuite.core import rows as R
 from recsuite.core.checks import KEYS
 from recsuite.data.features import context_features
+from recsuite.data.split import time_order
 from recsuite.evaluation import metrics as M
 
 #: Feature groups of the candidate frame: column prefix -> what the group holds.
@@ -266,7 +267,7 @@ def recent_item_profile(history_frame, item_vectors, n_users: int, n: int = 5) -
     n = C.positive_int("n", n)
     v = C.feature_matrix("item_vectors", item_vectors, int(items.max()) + 1 if len(items) else 0)
     _fits("(n_users, n_items)", users, items, (n_users, v.shape[0]), "history_frame")
-    order = np.lexsort((items, ts, users))
+    order = time_order(users, ts, items)
     u, it = users[order], items[order]
     # position from the end within each user's block: 0 = latest
     from_end = np.searchsorted(u, u, side="right") - 1 - np.arange(len(u))
@@ -310,7 +311,7 @@ def last_context(history_frame, n_users: int) -> pd.DataFrame:
     n_users = C.positive_int("n_users", n_users)
     if len(users) and users.max() >= n_users:
         raise ValueError(f"history_frame indexes user {int(users.max())}, outside n_users={n_users}")
-    order = np.lexsort((items, ts, users))
+    order = time_order(users, ts, items)
     u = users[order]
     last = order[np.r_[u[1:] != u[:-1], True]] if len(u) else order
     ctx = context_features(pd.DataFrame({"timestamp": ts[last]}))

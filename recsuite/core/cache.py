@@ -24,8 +24,8 @@ import numpy as np
 
 from recsuite.core import checks
 
-__all__ = ["atomic_write", "built_folder", "folder_is_whole", "key_digest", "locked", "read_array", "write_array",
-           "write_or_warn"]
+__all__ = ["atomic_write", "built_folder", "folder_is_whole", "key_digest", "locked", "read_array", "read_keyed",
+           "write_array", "write_or_warn"]
 
 
 def _key_json(key) -> str:
@@ -79,13 +79,24 @@ def read_array(path, key: dict, name: str):
     """The array ``name`` stored in ``path`` with exactly ``key``, or None (absent, unreadable or another key)."""
     path, name = _path(path), _array_name(name)
     want = json.loads(_key_json(key))  # as it reads back: tuples are lists, dict keys are str
+    hit = read_keyed(path, name)
+    return hit[1] if hit is not None and hit[0] == want else None
+
+
+def read_keyed(path, name: str):
+    """(key, array) as ``write_array`` stored them in ``path``, or None (absent, unreadable, not ours).
+
+    For a reader that checks part of the key itself (``artifacts.lesson_scores`` reads a file whose key also says
+    which model and parameters another lesson used, which the reader cannot know in advance).
+    """
+    path, name = _path(path), _array_name(name)
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             array = z[name]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # JSONDecodeError is a ValueError
         return None
-    return array if meta == want else None
+    return (meta, array) if isinstance(meta, dict) else None
 
 
 def atomic_write(path, write, text: bool = False, prefix: str | None = None, mode: int | None = None) -> Path:

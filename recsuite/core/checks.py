@@ -168,6 +168,20 @@ def indices(name: str, value, n: int, *, ndim: int = 1, what: str = "index") -> 
     return a.astype(np.int64, copy=False)
 
 
+def sequences(name: str, value, n_items: int) -> list[np.ndarray]:
+    """Histories in time order: a list (tuple, object array) of 1-D int64 item-index arrays in ``[0, n_items)``.
+
+    One array per user, oldest first; an empty history is allowed. A 2-D int array is refused rather than read
+    row by row, so that equal-length histories are a choice (``list(array)``), not an accident.
+    """
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        raise TypeError(f"{name} must be a list of 1-D item-index arrays (one per user), got a {value.ndim}-D "
+                        f"{value.dtype} array; use list(array) for equal-length histories")
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(f"{name} must be a list of 1-D item-index arrays (one per user), got {describe(value)}")
+    return [indices(f"{name}[{u}]", s, n_items, what="item") for u, s in enumerate(value)]
+
+
 def item_lists(name: str, value) -> np.ndarray:
     """A 2-D int array of item positions per user row (``topk``-like), as int64; bounds are the caller's."""
     a = np.asarray(value)

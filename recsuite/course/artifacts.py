@@ -12,6 +12,8 @@ match; any knob a learner turns recomputes what it changes.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,82 @@ def _read(path: Path, key: dict):
 
 def _write(path: Path, key: dict, scores: np.ndarray) -> None:
     cache.write_or_warn(path, key, "scores", np.asarray(scores, dtype=np.float32), what="CF score cache", stacklevel=4)
+
+
+# -- a lesson's own score matrix, left for later lessons to pair against ------------------------------------
+def _lesson_key(lesson, eval_set: str, protocol, seed) -> tuple[dict, object]:
+    lesson = checks.text("lesson", lesson)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", lesson):
+        raise ValueError(f"lesson must be a notebook's stem such as '09_finetuning' (letters, digits, '_', '.', '-'), "
+                         f"got {lesson!r}")
+    if eval_set not in EVAL_SETS:
+        raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {eval_set!r}")
+    seed, protocol = checks.seed("seed", seed), resolve_protocol(protocol)
+    key = _scores_key("", {}, eval_set, seed, protocol)
+    del key["model"], key["params"]
+    return {**key, "lesson": lesson}, protocol
+
+
+def lesson_scores_path(lesson: str, eval_set: str = "test", protocol=None, seed: int = 0, cache_dir=None) -> Path:
+    """The file ``save_lesson_scores`` writes and ``lesson_scores`` reads: one per lesson, eval set, seed and split.
+
+    Introduced in notebooks/11_sequential.ipynb
+    """
+    key, _ = _lesson_key(lesson, eval_set, protocol, seed)
+    folder = data_home() / "scores" if cache_dir is None else Path(cache_dir)
+    return folder / f"{key['lesson']}-{eval_set}-{cache.key_digest(key)}.npz"
+
+
+def save_lesson_scores(lesson: str, model: str, scores, eval_set: str = "test", params: dict | None = None,
+                       protocol=None, seed: int = 0, cache_dir=None) -> Path:
+    """Leave ``lesson``'s (n_users, n_items) ``scores`` of ``model`` on ``eval_set`` for a later lesson to pair with.
+
+    A lesson whose model is too slow to rebuild elsewhere (lesson 09's fine-tuned two-tower) calls this once; a
+    later lesson reads it with ``lesson_scores`` and pairs per user on the same protocol. The file holds the
+    model's name, its ``params`` (JSON) and the SHA-256 of the scores next to the split's history digest, and
+    is replaced atomically; the lesson's newest run wins. Returns the path.
+
+    Introduced in notebooks/11_sequential.ipynb
+    """
+    key, protocol = _lesson_key(lesson, eval_set, protocol, seed)
+    model = checks.text("model", model)
+    params = {} if params is None else params
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of JSON data (the model's settings), got {checks.describe(params)}")
+    a = np.asarray(scores)
+    if a.shape != tuple(key["shape"]) or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"scores must be a numeric (n_users, n_items) = {tuple(key['shape'])} matrix, got "
+                         f"{checks.describe(scores)}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"scores holds {int((~np.isfinite(a)).sum())} NaN or infinite values; expected finite scores")
+    path = lesson_scores_path(key["lesson"], eval_set, protocol, key["seed"], cache_dir)
+    stored = {**key, "model": model, "params": params, "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+    cache.write_array(path, stored, "scores", a)
+    return path
+
+
+def lesson_scores(lesson: str, eval_set: str = "test", protocol=None, seed: int = 0, cache_dir=None) -> dict | None:
+    """What ``save_lesson_scores`` left for ``lesson`` on this split and seed: {"model", "params", "scores"}, or None.
+
+    None when the lesson has not run here (or ran on another split or seed); a file whose scores do not hash
+    to the SHA-256 stored with them is refused with a ``ValueError`` naming it, never read as a result.
+
+    Introduced in notebooks/11_sequential.ipynb
+    """
+    key, protocol = _lesson_key(lesson, eval_set, protocol, seed)
+    path = lesson_scores_path(key["lesson"], eval_set, protocol, key["seed"], cache_dir)
+    hit = cache.read_keyed(path, "scores")
+    if hit is None:
+        return None
+    stored, scores = hit
+    about = {k: stored.pop(k, None) for k in ("model", "params", "sha256")}
+    if stored != json.loads(json.dumps(key)) or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
+        return None  # another split, seed or version under a colliding name: not this lesson's result
+    if about["sha256"] != hashlib.sha256(np.ascontiguousarray(scores).tobytes()).hexdigest():
+        raise ValueError(f"{path} holds scores that do not match the SHA-256 stored with them: the file was changed "
+                         f"after {lesson} wrote it; run {lesson} again")
+    return {"model": about["model"], "params": about["params"], "scores": scores}
 
 
 def content_setting(protocol=None, seed: int = 0) -> dict:

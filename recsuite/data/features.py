@@ -83,13 +83,10 @@ def genre_drift(sequences, item_genres, split: float = 0.5) -> np.ndarray:
     split = checks.number("split", split, low=0.0, high=1.0)
     if not 0.0 < split < 1.0:
         raise ValueError(f"split must be strictly between 0 and 1, got {split!r}")
-    if not isinstance(sequences, (list, tuple)):
-        raise TypeError(f"sequences must be a list of 1-D item-index arrays (one per user), got "
-                        f"{checks.describe(sequences)}")
+    seqs = checks.sequences("sequences", sequences, len(g))
     rows = g / np.maximum(g.sum(axis=1, keepdims=True), 1e-12)
-    out = np.full(len(sequences), np.nan)
-    for u, s in enumerate(sequences):
-        s = checks.indices(f"sequences[{u}]", s, len(g), what="item") if len(s) else np.zeros(0, np.int64)
+    out = np.full(len(seqs), np.nan)
+    for u, s in enumerate(seqs):
         cut = int(len(s) * split)  # rounded down: the early part is never the longer one at split 0.5
         if cut < 1 or cut >= len(s):
             continue

@@ -146,6 +146,22 @@ def cold_item_split(interactions: pd.DataFrame, cold_frac: float = 0.1, seed: in
     return interactions[~is_cold].reset_index(drop=True), interactions[is_cold].reset_index(drop=True)
 
 
+def time_order(users, timestamps, items) -> np.ndarray:
+    """The positions that sort interactions by user, then time, then item index: the one order in which every
+    sequential reader (``Protocol.sequences``, ``Protocol.next_items``, the RecBole files) takes a history.
+
+    Equal timestamps are common (MovieLens stores rating times to the second), so the item index decides
+    among them and the order never depends on the row order of a frame.
+
+    Introduced in notebooks/11_sequential.ipynb
+    """
+    u, t, i = np.asarray(users), np.asarray(timestamps), np.asarray(items)
+    if not (u.ndim == t.ndim == i.ndim == 1) or not len(u) == len(t) == len(i):
+        raise ValueError(f"users, timestamps and items must be 1-D and of one length, got shapes {u.shape}, "
+                         f"{t.shape}, {i.shape}")
+    return np.lexsort((i, t, u))
+
+
 @dataclass
 class Protocol:
     """The split every lesson shares: frames with ``user_idx``/``item_idx``, the index and the item sets.
@@ -218,7 +234,7 @@ class Protocol:
         """
         f = self.history_frame(eval_set)
         users, items = f.user_idx.to_numpy(np.int64), f.item_idx.to_numpy(np.int64)
-        order = np.lexsort((items, f.timestamp.to_numpy(), users))  # by user, then time, then item
+        order = time_order(users, f.timestamp.to_numpy(), items)
         bounds = np.cumsum(np.bincount(users, minlength=self.n_users))[:-1]
         return np.split(items[order], bounds)
 
@@ -232,7 +248,7 @@ class Protocol:
         self._check_eval_set(eval_set)
         f = self.frame(eval_set)
         users, items = f.user_idx.to_numpy(np.int64), f.item_idx.to_numpy(np.int64)
-        order = np.lexsort((items, f.timestamp.to_numpy(), users))
+        order = time_order(users, f.timestamp.to_numpy(), items)
         users, items = users[order], items[order]
         first = np.r_[True, users[1:] != users[:-1]] if len(users) else np.zeros(0, bool)
         return sp.csr_matrix((np.ones(int(first.sum()), np.float32), (users[first], items[first])),

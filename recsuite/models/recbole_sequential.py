@@ -22,6 +22,7 @@ import pandas as pd
 
 from recsuite.core import checks
 from recsuite.core.optional import require
+from recsuite.data.split import time_order
 from recsuite.models.recbole import (
     DATASET,
     RECBOLE_METRIC_NAMES,
@@ -105,10 +106,7 @@ class RecBoleSequentialModel:
         torch = require("torch", "text")
         from recbole.data.interaction import Interaction
 
-        if not isinstance(sequences, (list, tuple)):
-            raise TypeError(f"sequences must be a list or tuple of 1-D int arrays of item indices, "
-                            f"got {checks.describe(sequences)}")
-        seqs = [checks.indices(f"sequences[{row}]", s, self.n_items, what="item") for row, s in enumerate(sequences)]
+        seqs = checks.sequences("sequences", sequences, self.n_items)
         batch_size = checks.positive_int("batch_size", batch_size)
         internal = [self.item_map[s] for s in seqs]
         internal = [s[s > 0][-self.max_len:] for s in internal]
@@ -176,7 +174,7 @@ def _ordered_interactions(df, name: str, n_users: int, n_items: int) -> tuple:
         raise TypeError(f"{name}.timestamp must hold numbers or datetimes, got dtype {ts.dtype}")
     if pd.isna(ts).any():
         raise ValueError(f"{name}.timestamp holds {int(pd.isna(ts).sum())} missing values; expected none")
-    order = np.lexsort((items, ts, users))
+    order = time_order(users, ts, items)
     return users[order], items[order], ts[order]
 
 
@@ -234,7 +232,7 @@ def _write_sequential_files(folder: Path, train: tuple, valid: tuple | None, tes
     if valid is not None:
         files["valid"] = _item_list_rows(*valid[:2], n_users, max_len, *train[:2])
         u, i, t = (np.concatenate([a, b]) for a, b in zip(train, valid))
-        order = np.lexsort((i, t, u))  # train+valid as one history, ordered as Protocol.sequences("test")
+        order = time_order(u, t, i)  # train+valid as one history, ordered as Protocol.sequences("test")
         before = (u[order], i[order])
     else:
         before = train[:2]

@@ -37,24 +37,6 @@ LOSSES = ("softmax", "bce")
 
 # -- histories as arrays -----------------------------------------------------------------------------------------
 
-def check_sequences(name: str, sequences, n_items: int) -> list[np.ndarray]:
-    """A list of 1-D integer arrays of item indices in ``[0, n_items)`` (oldest first); empty arrays allowed."""
-    if isinstance(sequences, np.ndarray) and sequences.dtype != object:
-        raise TypeError(f"{name} must be a list of 1-D item-index arrays (one per user), got a "
-                        f"{sequences.ndim}-D {sequences.dtype} array; use list(array) for equal-length histories")
-    if not isinstance(sequences, (list, tuple, np.ndarray)):
-        raise TypeError(f"{name} must be a list of 1-D item-index arrays (one per user), got "
-                        f"{checks.describe(sequences)}")
-    out = []
-    for u, s in enumerate(sequences):
-        s = np.asarray(s)
-        if s.size == 0:
-            out.append(np.zeros(0, np.int64))
-            continue
-        out.append(checks.indices(f"{name}[{u}]", s, n_items, what="item"))
-    return out
-
-
 def pad_last(sequences, max_len: int, n_items: int) -> np.ndarray:
     """(n, max_len) int64 tokens of each history's last ``max_len`` items, left-padded with ``PAD``.
 
@@ -63,7 +45,7 @@ def pad_last(sequences, max_len: int, n_items: int) -> np.ndarray:
     Introduced in notebooks/11_sequential.ipynb
     """
     max_len = checks.positive_int("max_len", max_len)
-    seqs = check_sequences("sequences", sequences, n_items)
+    seqs = checks.sequences("sequences", sequences, n_items)
     out = np.zeros((len(seqs), max_len), np.int64)
     for r, s in enumerate(seqs):
         tail = s[-max_len:]
@@ -82,7 +64,7 @@ def training_windows(sequences, max_len: int, n_items: int) -> tuple[np.ndarray,
     Introduced in notebooks/11_sequential.ipynb
     """
     max_len = checks.positive_int("max_len", max_len)
-    seqs = check_sequences("sequences", sequences, n_items)
+    seqs = checks.sequences("sequences", sequences, n_items)
     inputs, targets = [], []
     for s in seqs:
         end = len(s)
@@ -353,7 +335,7 @@ class ItemTransitions:
         self.matrix = None
 
     def fit(self, sequences) -> ItemTransitions:
-        seqs = check_sequences("sequences", sequences, self.n_items)
+        seqs = checks.sequences("sequences", sequences, self.n_items)
         src, dst = [], []
         for s in seqs:
             for g in range(1, self.gap + 1):
@@ -370,7 +352,7 @@ class ItemTransitions:
         """(len(sequences), n_items) float32; an empty history scores 0 everywhere."""
         if self.matrix is None:
             raise ValueError("fit the model on training sequences before scoring")
-        seqs = check_sequences("sequences", sequences, self.n_items)
+        seqs = checks.sequences("sequences", sequences, self.n_items)
         rows, cols, vals = [], [], []
         for r, s in enumerate(seqs):
             tail = s[-self.last:][::-1]
@@ -398,7 +380,7 @@ class SequenceScorer(Scorer):
         if not callable(score_fn):
             raise TypeError(f"score_fn must be a callable histories -> scores, got {checks.describe(score_fn)}")
         self.score_fn, self._n_items = score_fn, checks.positive_int("n_items", n_items)
-        self.sequences = check_sequences("sequences", sequences, self._n_items)
+        self.sequences = checks.sequences("sequences", sequences, self._n_items)
 
     @property
     def shape(self) -> tuple[int, int]:
