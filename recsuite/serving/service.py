@@ -63,7 +63,7 @@ BaseModel, ConfigDict, Field = pydantic.BaseModel, pydantic.ConfigDict, pydantic
 StringConstraints, model_validator = pydantic.StringConstraints, pydantic.model_validator
 
 __all__ = ["MAX_K", "MAX_TEXT_CHARS", "MAX_TITLES", "MAX_TITLE_CHARS", "BadRequest", "Service", "ServiceFault",
-           "ServiceUnavailable", "UnknownUser", "create_app", "running"]
+           "ServiceUnavailable", "TitleIndex", "UnknownUser", "create_app", "running"]
 
 _log = logging.getLogger(__name__)
 
@@ -100,6 +100,50 @@ def _title_key(title: str) -> str:
 
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+class TitleIndex:
+    """Catalogue titles matched as a person types them: exact, ignoring case and surrounding or repeated spaces.
+
+    A MovieLens title with a trailing article also answers to its natural form ("Godfather, The" and "The
+    Godfather"); a title the catalogue lists under several ids (ML-100K has a few) names all of them.
+
+    Introduced in notebooks/09b_serving.ipynb
+    """
+
+    def __init__(self, titles):
+        self._by_title: dict[str, list[int]] = {}  # matching key -> item indices
+        self._shown: dict[str, str] = {}  # matching key -> the title as a suggestion shows it
+        for i, t in enumerate(checks.texts("titles", titles)):
+            for form in dict.fromkeys([t.strip(), semantic.natural_title(t)]):  # "Godfather, The", "The Godfather"
+                self._by_title.setdefault(_title_key(form), []).append(i)
+                self._shown.setdefault(_title_key(form), form)
+
+    def match(self, liked_titles) -> np.ndarray:
+        """Sorted unique item indices of ``liked_titles``; unknown titles raise one ``BadRequest`` (a ValueError)
+        listing each with its closest catalogue titles."""
+        titles = checks.texts("liked_titles", liked_titles)
+        found, unknown = [], []
+        for t in titles:
+            hit = self._by_title.get(_title_key(t))
+            if hit is None:
+                unknown.append(t)
+            else:
+                found.extend(hit)
+        if unknown:
+            parts = []
+            for t in unknown:
+                close = difflib.get_close_matches(_title_key(t), list(self._by_title), n=6, cutoff=0.6)
+                # one suggestion per film: "Godfather, The" and "The Godfather" are the same items
+                films, shown = set(), []
+                for c in close:
+                    if tuple(self._by_title[c]) not in films:
+                        films.add(tuple(self._by_title[c]))
+                        shown.append(self._shown[c])
+                parts.append(f"{t!r}" + (f" (close: {', '.join(map(repr, shown[:3]))})" if shown else ""))
+            raise BadRequest(f"liked_titles has {len(unknown)} title(s) not in the catalogue: {'; '.join(parts)}. "
+                             "A title must match a catalogue title exactly, case and spacing aside")
+        return np.unique(np.asarray(found, dtype=np.int64))
 
 
 class Service:
@@ -165,12 +209,7 @@ class Service:
         self.protocol = protocol
         self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._user_row = {int(u): i for i, u in enumerate(self.user_ids)}
-        self._by_title: dict[str, list[int]] = {}  # matching key -> item indices
-        self._shown: dict[str, str] = {}  # matching key -> the title as a suggestion shows it
-        for i, t in enumerate(self.titles):
-            for form in dict.fromkeys([t.strip(), semantic.natural_title(t)]):  # "Godfather, The", "The Godfather"
-                self._by_title.setdefault(_title_key(form), []).append(i)
-                self._shown.setdefault(_title_key(form), form)
+        self.title_index = TitleIndex(self.titles)
 
     @staticmethod
     def _ids(name, ids) -> np.ndarray:
@@ -266,36 +305,13 @@ class Service:
         return top[np.isfinite(row[top])]  # the catalogue ran out: fewer than k
 
     def match_titles(self, liked_titles) -> np.ndarray:
-        """Item indices of ``liked_titles``: exact matches, ignoring case and surrounding or repeated spaces.
+        """Item indices of ``liked_titles`` (``TitleIndex.match``): exact matches, case and spacing aside.
 
-        A MovieLens title with a trailing article also answers to its natural form ("Godfather, The" and
-        "The Godfather"); a title the catalogue lists under several ids (ML-100K has a few) names all of them.
-        Unknown titles raise one ``BadRequest`` (a ValueError) listing each with its closest catalogue titles.
+        Unknown titles raise one ``BadRequest`` listing each with its closest catalogue titles.
 
         Introduced in notebooks/09b_serving.ipynb
         """
-        titles = checks.texts("liked_titles", liked_titles)
-        found, unknown = [], []
-        for t in titles:
-            hit = self._by_title.get(_title_key(t))
-            if hit is None:
-                unknown.append(t)
-            else:
-                found.extend(hit)
-        if unknown:
-            parts = []
-            for t in unknown:
-                close = difflib.get_close_matches(_title_key(t), list(self._by_title), n=6, cutoff=0.6)
-                # one suggestion per film: "Godfather, The" and "The Godfather" are the same items
-                films, shown = set(), []
-                for c in close:
-                    if tuple(self._by_title[c]) not in films:
-                        films.add(tuple(self._by_title[c]))
-                        shown.append(self._shown[c])
-                parts.append(f"{t!r}" + (f" (close: {', '.join(map(repr, shown[:3]))})" if shown else ""))
-            raise BadRequest(f"liked_titles has {len(unknown)} title(s) not in the catalogue: {'; '.join(parts)}. "
-                             "A title must match a catalogue title exactly, case and spacing aside")
-        return np.unique(np.asarray(found, dtype=np.int64))
+        return self.title_index.match(liked_titles)
 
     def _text_profile(self, text: str) -> np.ndarray:
         if self.encoder is None:
