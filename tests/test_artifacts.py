@@ -67,8 +67,12 @@ def test_lesson_scores_changed_after_writing_are_refused(protocol, tmp_path):
     cache.write_array(path, key, "scores", scores + 0.5)  # same key and SHA-256, other numbers
     with pytest.raises(ValueError, match="do not match the SHA-256"):
         ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)
-    path.write_bytes(path.read_bytes()[:60])  # truncated: a miss, as if the lesson had not run
-    assert ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path) is None
+    cache.write_array(path, {**key, "params": {"steps": 4000}}, "scores", scores)  # the scores kept, params changed
+    with pytest.raises(ValueError, match="do not match the SHA-256"):
+        ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)
+    path.write_bytes(path.read_bytes()[:60])  # truncated: refused by name, never taken for "not run here"
+    with pytest.raises(ValueError, match="cannot be read"):
+        ART.lesson_scores("09_finetuning", "test", protocol, cache_dir=tmp_path)
 
 
 @pytest.mark.parametrize("call, exc, match", [
@@ -104,6 +108,10 @@ def test_lesson_scores_changed_after_writing_are_refused(protocol, tmp_path):
     (lambda p: ART.save_lesson_scores("09", "m", np.zeros((p.n_users, p.n_items)), params=[1], protocol=p),
      TypeError, "params must be a dict"),
     (lambda p: ART.save_lesson_scores("09", "", np.zeros((p.n_users, p.n_items)), protocol=p), ValueError, "model"),
+    (lambda p: ART.save_lesson_scores("09", "m", np.zeros((p.n_users, p.n_items)), params={"w": {1, 2}}, protocol=p),
+     TypeError, "params must hold only finite JSON data"),
+    (lambda p: ART.save_lesson_scores("09", "m", np.full((p.n_users, p.n_items), 1e39), protocol=p),
+     ValueError, "float32's range"),
 ])
 def test_bad_input_is_a_clear_error(protocol, call, exc, match):
     with pytest.raises(exc, match=match):

@@ -27,6 +27,8 @@ def test_read_keyed_gives_back_the_stored_key(tmp_path):
     key, got = cache.read_keyed(path, "scores")
     assert key == {"k": [1, 2], "model": "m"} and got.tolist() == [1.0, 1.0]  # as JSON reads it back
     assert cache.read_keyed(path, "vectors") is None
+    np.save(tmp_path / "b.npy", np.ones(3))  # a bare array, not a keyed store
+    assert cache.read_keyed(tmp_path / "b.npy", "scores") is None
 
 
 def test_missing_and_truncated_files_are_misses(tmp_path):

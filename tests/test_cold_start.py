@@ -127,3 +127,30 @@ def test_a_fitted_model_scores_new_people_with_what_they_gave():
     bad.loc[0, "gender"] = None
     with pytest.raises(ValueError, match="missing values"):
         CS.DemographicPopularity(levels).fit(X, bad)
+
+
+def test_groups_are_read_by_user_index_and_keys_by_value():
+    X, groups = _toy()
+    levels = (("age_bucket", "gender"), ("age_bucket",), ())
+    with pytest.raises(ValueError, match="indexed by user index"):
+        CS.DemographicPopularity(levels, min_users=3).fit(X, groups.iloc[::-1])
+    numeric = pd.DataFrame({"age": [1, 1, 1, 1, 2, 2, 2, 2, 2]})  # an int column; a person with a gap reads as float
+    model = CS.DemographicPopularity((("age",), ()), min_users=3).fit(X, numeric)
+    _, info = model.scores(pd.DataFrame({"age": [1, None]}))
+    assert info.level.tolist() == ["age", "everyone"]
+    model = CS.DemographicPopularity(levels, min_users=3).fit(X, groups)
+    before = model.scores(groups.iloc[[7]])[0]
+    bad = groups.copy()
+    bad.loc[0, "gender"] = None
+    with pytest.raises(ValueError, match="missing values"):
+        model.fit(X, bad)
+    np.testing.assert_array_equal(model.scores(groups.iloc[[7]])[0], before)  # a failed refit keeps the last fit
+
+
+def test_fold_in_ignores_stored_zeros_and_names_a_singular_system():
+    Y = np.random.default_rng(0).random((5, 3)).astype(np.float32)
+    one = sp.csr_matrix((np.array([1.0], np.float32), (np.array([0]), np.array([1]))), shape=(1, 5))
+    with_zero = sp.csr_matrix((np.array([1.0, 0.0], np.float32), (np.array([0, 0]), np.array([1, 2]))), shape=(1, 5))
+    np.testing.assert_array_equal(CS.als_fold_in(Y, with_zero, 0.1), CS.als_fold_in(Y, one, 0.1))
+    with pytest.raises(ValueError, match="singular; give regularization > 0"):
+        CS.als_fold_in(np.ones((5, 2), np.float32), one, 0.0)

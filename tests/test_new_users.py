@@ -146,3 +146,18 @@ def test_a_horizon_keeps_only_the_next_items_after_n_max(split):
     assert near.nnz == len(f) and (near - near.multiply(far)).nnz == 0  # the near truth is part of the whole one
     with pytest.raises(ValueError, match="horizon"):
         split.truth("test", horizon=0)
+
+
+def test_evaluate_all_reads_only_the_parts_lists(proto, split):
+    rng = np.random.default_rng(1)
+    a = rng.random((proto.n_users, proto.n_items)).astype(np.float32)
+    b = a.copy()
+    others = np.setdiff1d(np.arange(proto.n_users), split.test_users)
+    b[others] = rng.random((len(others), proto.n_items))  # only users outside the test slice change
+    assert split.evaluate_all(a, "test", k=5) == split.evaluate_all(b, "test", k=5)
+    row = split.evaluate_all(a, "test", k=5)
+    assert row["users"] == len(split.test_users) and row["ndcg@5"] == pytest.approx(split.evaluate(a, "test", k=5))
+    table = split.summary()
+    assert table.loc["new users: test", "users"] == len(split.test_users)
+    assert table.loc["new users: test", "truth ratings"] == split.truth("test").nnz
+    assert table.loc["training users", "training ratings"] == len(split.history_frame())

@@ -80,6 +80,46 @@ def test_text_without_a_text_model_is_unavailable_and_bad_construction_is_refuse
         NU.NewUserRecommender(np.arange(6), TITLES, np.ones(6, bool), DemographicPopularity(), {}, {}, ["student"])
 
 
+def test_a_film_listed_under_two_ids_counts_once():
+    _, demo = _recommender()
+    twice = ["Alpha", "Beta", "Gamma", "Alpha", "Epsilon", "Zeta"]  # "Alpha" is items 100 and 103
+    rec = NU.NewUserRecommender(np.arange(100, 106), twice, np.ones(6, bool), demo, {"Toy": lambda R: R @ np.eye(6)},
+                                {1: {"model": "Toy", "weight": 0.5}, 2: {"model": "Demographic", "weight": 0}},
+                                ["student"])
+    out = rec.recommend(liked_titles=["alpha"], k=6)
+    assert out["n"] == 1 and "0.5 × Toy on 1 liked" in out["method"]  # the n = 1 plan, not n = 2's
+    assert {i["item_id"] for i in out["liked"]} == {100, 103} and not {100, 103} & {i["item_id"] for i in out["items"]}
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    ({"blend": {1: {"model": "Demographic", "weight": 0.5}}}, ValueError, "its weight must be 0"),
+    ({"blend": {1.5: {"model": "Toy", "weight": 0.5}}}, TypeError, "blend keys must be whole numbers"),
+    ({"blend": {1: {"model": "Toy", "weight": 0.5}, "1": {"model": "Toy", "weight": 1}}}, ValueError, "n = 1 twice"),
+    ({"blend": {1: {"model": "Toy"}}}, ValueError, r"blend\[1\] must be"),
+    ({"occupations": "student"}, TypeError, "occupations must be a list"),
+    ({"titles": ["Alpha", " ", "Gamma", "Delta", "Epsilon", "Zeta"]}, ValueError, "blank title"),
+    ({"item_ids": np.arange(5)}, ValueError, "one title per item"),
+    ({"item_ids": np.array([1, 1, 2, 3, 4, 5])}, ValueError, "repeats an id"),
+    ({"item_ids": np.arange(6) + 0.5}, TypeError, "item_ids must be a 1-D array of int or str ids"),
+    ({"text_weight": 0.0}, ValueError, "text_weight must be > 0 with a text_scorer"),
+])
+def test_bad_construction_is_named(change, exc, match):
+    _, demo = _recommender()
+    args = {"item_ids": np.arange(6), "titles": TITLES, "catalogue": np.ones(6, bool), "demographic": demo,
+            "personal": {"Toy": lambda R: R}, "blend": {}, "occupations": ["student"]}
+    kwargs = {"text_scorer": lambda t: np.zeros((1, 6)), "text_weight": 0.5}
+    for k, v in change.items():
+        (kwargs if k in kwargs else args)[k] = v
+    with pytest.raises(exc, match=match):
+        NU.NewUserRecommender(*args.values(), **kwargs)
+
+
+def test_a_demographic_model_of_another_catalogue_is_refused():
+    _, demo = _recommender()
+    with pytest.raises(ValueError, match="fit on 6 items, item_ids has 5"):
+        NU.NewUserRecommender(np.arange(5), TITLES[:5], np.ones(5, bool), demo, {}, {}, ["student"])
+
+
 def _post(url, body):
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     try:
@@ -98,8 +138,10 @@ def test_the_endpoint_through_a_real_server():
         assert body == rec.recommend(age=30, gender="M", liked_titles=["Beta"], k=2)
         alone = _post(f"{url}/recommend/new", {"occupation": "writer"})  # demographics alone are enough here
         assert alone[0] == 200 and alone[1]["n"] == 0 and len(alone[1]["items"]) == 5
+        assert alone[1]["method"].startswith("demographic popularity (occupation: ")  # its cell, not everyone
         for bad in ({}, {"liked_titles": []}, {"liked_titles": ["Nope"]}, {"text": "x" * 801}, {"text": "  "},
-                    {"age": 200}, {"gender": "f"}, {"occupation": "pilot"}, {"k": 0}, {"nickname": "a"}):
+                    {"age": 200}, {"age": True}, {"age": "30"}, {"gender": "f"}, {"occupation": "pilot"}, {"k": 0},
+                    {"nickname": "a"}):
             status, answer = _post(f"{url}/recommend/new", bad)
             assert status == 422, (bad, status, answer)
         assert "Nope" in str(_post(f"{url}/recommend/new", {"liked_titles": ["Nope"]})[1]["detail"])

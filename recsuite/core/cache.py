@@ -91,7 +91,13 @@ def read_keyed(path, name: str):
     """
     path, name = _path(path), _array_name(name)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array under this name: not ours
+        return None
+    try:
+        with loaded as z:
             meta = json.loads(str(z["meta"]))
             array = z[name]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # JSONDecodeError is a ValueError

@@ -178,6 +178,9 @@ def _write(path: Path, key: dict, scores: np.ndarray) -> None:
 
 
 # -- a lesson's own score matrix, left for later lessons to pair against ------------------------------------
+_LESSON_FORMAT = 2  # 2: the SHA-256 covers the model's name and params as well as the scores
+
+
 def _lesson_key(lesson, eval_set: str, protocol, seed) -> tuple[dict, object]:
     lesson = checks.text("lesson", lesson)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", lesson):
@@ -188,7 +191,7 @@ def _lesson_key(lesson, eval_set: str, protocol, seed) -> tuple[dict, object]:
     seed, protocol = checks.seed("seed", seed), resolve_protocol(protocol)
     key = _scores_key("", {}, eval_set, seed, protocol)
     del key["model"], key["params"]
-    return {**key, "lesson": lesson}, protocol
+    return {**key, "lesson": lesson, "format": _LESSON_FORMAT}, protocol
 
 
 def lesson_scores_path(lesson: str, eval_set: str = "test", protocol=None, seed: int = 0, cache_dir=None) -> Path:
@@ -218,38 +221,55 @@ def save_lesson_scores(lesson: str, model: str, scores, eval_set: str = "test", 
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of JSON data (the model's settings), got {checks.describe(params)}")
     a = np.asarray(scores)
-    if a.shape != tuple(key["shape"]) or not np.issubdtype(a.dtype, np.number):
+    real = np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    if a.shape != tuple(key["shape"]) or not real:
         raise ValueError(f"scores must be a numeric (n_users, n_items) = {tuple(key['shape'])} matrix, got "
                          f"{checks.describe(scores)}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a).all():
         raise ValueError(f"scores holds {int((~np.isfinite(a)).sum())} NaN or infinite values; expected finite scores")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError("scores holds values beyond float32's range (about 3.4e38), in which the scores are stored")
+    try:
+        about = json.dumps({"model": model, "params": params}, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"params must hold only finite JSON data (str, int, float, bool, None, lists, dicts), got "
+                        f"{err}") from None
     path = lesson_scores_path(key["lesson"], eval_set, protocol, key["seed"], cache_dir)
-    stored = {**key, "model": model, "params": params, "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+    stored = {**key, "model": model, "params": params, "sha256": _lesson_digest(about, a)}
     cache.write_array(path, stored, "scores", a)
     return path
+
+
+def _lesson_digest(about: str, scores: np.ndarray) -> str:
+    """SHA-256 of the model's name and params (sorted JSON) and the scores' bytes: a change to any of them shows."""
+    return hashlib.sha256(about.encode() + b"\0" + np.ascontiguousarray(scores).tobytes()).hexdigest()
 
 
 def lesson_scores(lesson: str, eval_set: str = "test", protocol=None, seed: int = 0, cache_dir=None) -> dict | None:
     """What ``save_lesson_scores`` left for ``lesson`` on this split and seed: {"model", "params", "scores"}, or None.
 
-    None when the lesson has not run here (or ran on another split or seed); a file whose scores do not hash
-    to the SHA-256 stored with them is refused with a ``ValueError`` naming it, never read as a result.
+    None when the lesson has not run here (no file, or one for another split or seed under a colliding name); a
+    file that cannot be read, or whose model, params and scores do not hash to the SHA-256 stored with them, is
+    refused with a ``ValueError`` naming it: a damaged result is never read, nor silently taken for a missing one.
 
     Introduced in notebooks/11_sequential.ipynb
     """
     key, protocol = _lesson_key(lesson, eval_set, protocol, seed)
     path = lesson_scores_path(key["lesson"], eval_set, protocol, key["seed"], cache_dir)
+    if not path.exists():
+        return None
     hit = cache.read_keyed(path, "scores")
     if hit is None:
-        return None
+        raise ValueError(f"{path} cannot be read as {lesson}'s scores (truncated or not ours); run {lesson} again")
     stored, scores = hit
     about = {k: stored.pop(k, None) for k in ("model", "params", "sha256")}
     if stored != json.loads(json.dumps(key)) or scores.shape != tuple(key["shape"]) or scores.dtype != np.float32:
         return None  # another split, seed or version under a colliding name: not this lesson's result
-    if about["sha256"] != hashlib.sha256(np.ascontiguousarray(scores).tobytes()).hexdigest():
-        raise ValueError(f"{path} holds scores that do not match the SHA-256 stored with them: the file was changed "
-                         f"after {lesson} wrote it; run {lesson} again")
+    text = json.dumps({"model": about["model"], "params": about["params"]}, sort_keys=True)
+    if about["sha256"] != _lesson_digest(text, scores):
+        raise ValueError(f"{path} holds a model, params or scores that do not match the SHA-256 stored with them: the "
+                         f"file was changed after {lesson} wrote it; run {lesson} again")
     return {"model": about["model"], "params": about["params"], "scores": scores}
 
 

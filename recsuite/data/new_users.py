@@ -9,9 +9,12 @@ after their first ``n_max`` (``truth``). The truth is the same for every ``n``, 
 the ``valid`` slice (choose blend weights there) and the rest the ``test`` slice.
 
 Only the warm catalogue is ranked (the protocol's cold items are nobody's history here), without each held-out
-user's first ``n_max`` items whatever ``n`` is (``rank``), so the candidates are the same for every ``n`` too. The
-training users keep all their warm interactions (train, valid and test of the protocol): a new user arrives after
-the model was fit on everyone else.
+user's first ``n_max`` items whatever ``n`` is (``rank``), so the candidates are the same for every ``n`` too
+(which uses where the first ``n_max`` end: an evaluation choice, not something a live system could do). The
+training users keep all their warm interactions (train, valid and test of the protocol), as in the shared split,
+which is per user and not cut at one moment in time: a training user's ratings may postdate a new user's truth.
+``check`` asserts what the split does guarantee: none of a new user's own ratings reaches a model, and their
+revealed ratings precede their truth.
 
 Introduced in notebooks/12_new_users.ipynb
 """
@@ -82,13 +85,13 @@ class NewUserSplit:
             frame = pd.concat([p.train, p.valid, p.test], ignore_index=True)
             keep = ~np.isin(frame.user_idx.to_numpy(), self.users)
             self._memo["history"] = frame[keep].reset_index(drop=True)
-        return self._memo["history"]
+        return self._memo["history"].copy()  # a copy: an edit by the caller never changes what check() reads
 
     def history(self) -> sp.csr_matrix:
         """``history_frame`` as a binary (n_users, n_items) CSR; the held-out users' rows are empty."""
         if "history_csr" not in self._memo:
             self._memo["history_csr"] = to_csr(self.history_frame(), self.n_users, self.n_items)
-        return self._memo["history_csr"]
+        return self._memo["history_csr"].copy()
 
     def revealed_sequences(self, n: int) -> list[np.ndarray]:
         """Per user (``n_users`` arrays): a held-out user's first ``n`` items, oldest first; empty for the others."""
@@ -173,10 +176,10 @@ class NewUserSplit:
     def evaluate_all(self, scores, part: str = "test", k: int = 10) -> dict:
         """Every metric of ``metrics.evaluate`` over ``part``'s held-out users (coverage over the warm catalogue).
 
-        The truth rows of every other user are empty, so the means run over ``part``'s users only.
+        Only ``part``'s users' lists are read, so coverage and Gini describe what they were shown.
         """
-        self._part(part)
-        return M.evaluate(self.rank(scores, k), self.truth(part), k=k, catalogue=self.catalogue)
+        users = self._part(part)
+        return M.evaluate(self.rank(scores, k)[users], self.truth(part)[users], k=k, catalogue=self.catalogue)
 
     def compare(self, a, b, part: str = "test", k: int = 10, metric: str = "ndcg", horizon: int | None = None,
                 **bootstrap):
@@ -203,14 +206,14 @@ class NewUserSplit:
                 "revealed_rows": int(len(seen)), "truth_rows": int(len(future)), **checked}
 
     def summary(self) -> pd.DataFrame:
-        """Users and interactions of each part: training, valid and test slices (revealed, truth)."""
+        """Users and ratings of each part: the training users' ratings, and each slice's revealed and truth ratings."""
         rows = [{"part": "training users", "users": int(self.history_frame().user_idx.nunique()),
-                 "interactions": len(self.history_frame())}]
+                 "training ratings": len(self.history_frame())}]
         for part in PARTS:
-            truth = self.truth(part)
             rows.append({"part": f"new users: {part}", "users": len(self._part(part)),
-                         "revealed (n_max)": len(self._part(part)) * self.n_max, "interactions": int(truth.nnz)})
-        return pd.DataFrame(rows).set_index("part")
+                         "revealed (first n_max)": len(self._part(part)) * self.n_max,
+                         "truth ratings": int(self.truth(part).nnz)})
+        return pd.DataFrame(rows).set_index("part").astype("Int64")
 
 
 def make_new_user_split(protocol=None, share: float = 0.2, n_max: int = 10, valid_share: float = 0.5,

@@ -18,7 +18,9 @@ import pandas as pd
 
 from recsuite.core import checks
 
-DEMOGRAPHIC_LEVELS = (("age_bucket", "gender", "occupation"), ("age_bucket", "gender"), ("age_bucket",), ())
+# finest first; a person who gave only some of the fields uses the levels those fields fill
+DEMOGRAPHIC_LEVELS = (("age_bucket", "gender", "occupation"), ("age_bucket", "gender"), ("age_bucket",),
+                      ("occupation",), ("gender",), ())
 TIE_WEIGHT = 1e-4  # overall popularity's weight inside a cell: it breaks ties and moves no item past another
 
 
@@ -26,8 +28,16 @@ def _level_name(level) -> str:
     return " × ".join(level) if level else "everyone"
 
 
+def _key(value) -> str:
+    """A cell key that reads the same from a str column, an int column and a float column with gaps (1 and 1.0)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        value = int(value)
+    return str(value)
+
+
 def _check_levels(levels) -> list[tuple]:
-    levels = [tuple(level) for level in levels] if isinstance(levels, (list, tuple)) else None
+    ok = isinstance(levels, (list, tuple)) and all(isinstance(lv, (list, tuple)) for lv in levels)
+    levels = [tuple(level) for level in levels] if ok else None
     if not levels or levels[-1] != () or any(not all(isinstance(c, str) for c in lv) for lv in levels):
         raise ValueError(f"levels must be tuples of column names, finest first, ending with () (everyone), got "
                          f"{levels!r}")
@@ -56,26 +66,29 @@ class DemographicPopularity:
         if not isinstance(groups, pd.DataFrame) or len(groups) != X.shape[0]:
             raise ValueError(f"groups must be a DataFrame with one row per user index ({X.shape[0]} rows), got "
                              f"{checks.describe(groups)}")
+        if not groups.index.equals(pd.RangeIndex(len(groups))):
+            raise ValueError("groups must be indexed by user index 0..n_users-1 in order (row u = user u), got another "
+                             "index; use groups.sort_index() or reset_index(drop=True) when the rows are in order")
         checks.columns("groups", groups, sorted({c for lv in self.levels for c in lv}))
         trained = np.flatnonzero(np.diff(X.indptr) > 0)
         if not len(trained):
             raise ValueError("history has no interactions: there is no training user to learn popularity from")
-        self.overall = np.asarray(X[trained].mean(axis=0)).ravel()
-        g = groups.reset_index(drop=True).iloc[trained]
-        self.cells = []
+        overall = np.asarray(X[trained].mean(axis=0)).ravel()
+        g = groups.iloc[trained]
+        cells = []  # built aside and kept only when whole: a failed refit leaves the previous fit as it was
         for level in self.levels:
             kept = {}
             if not level:
-                kept[()] = (len(trained), self.overall)
+                kept[()] = (len(trained), overall)
             else:
                 if g[list(level)].isna().any().any():
                     raise ValueError(f"groups holds missing values in {list(level)} for training users; fill them")
                 for key, rows in g.groupby(list(level), observed=True, sort=False).indices.items():
-                    key = tuple(str(v) for v in (key if isinstance(key, tuple) else (key,)))
+                    key = tuple(_key(v) for v in (key if isinstance(key, tuple) else (key,)))
                     if len(rows) >= self.min_users:
                         kept[key] = (len(rows), np.asarray(X[trained[rows]].mean(axis=0)).ravel())
-            self.cells.append(kept)
-        self.n_items = X.shape[1]
+            cells.append(kept)
+        self.cells, self.overall, self.n_items = cells, overall, X.shape[1]
         return self
 
     def scores(self, people: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -91,7 +104,7 @@ class DemographicPopularity:
             for li, lv in enumerate(self.levels):
                 if any(person[c] is None or (not isinstance(person[c], str) and pd.isna(person[c])) for c in lv):
                     continue
-                hit = self.cells[li].get(tuple(str(person[c]) for c in lv))
+                hit = self.cells[li].get(tuple(_key(person[c]) for c in lv))
                 if hit is not None:
                     out[r] = hit[1] + TIE_WEIGHT * self.overall
                     level.append(_level_name(lv))
@@ -119,7 +132,7 @@ def demographic_popularity(history, groups: pd.DataFrame, users, min_users: int 
     X = checks.interactions("history", history)
     users = checks.indices("users", users, X.shape[0], what="user")
     model.fit(X, groups)
-    scores, info = model.scores(groups.reset_index(drop=True).iloc[users])
+    scores, info = model.scores(groups.iloc[users])
     info.index = pd.Index(users, name="user_idx")
     return scores, info
 
@@ -140,6 +153,7 @@ def als_fold_in(item_factors, rows, regularization: float, alpha: float = 1.0) -
     """
     Y = checks.array("item_factors", item_factors, ndim=2)
     R = checks.sparse("rows", rows, shape=(None, Y.shape[0]), nonnegative=True)
+    R.eliminate_zeros()  # a stored 0 is not an item the user has
     lam = checks.non_negative_number("regularization", regularization)
     alpha = checks.positive_number("alpha", alpha)
     f = Y.shape[1]
@@ -152,7 +166,10 @@ def als_fold_in(item_factors, rows, regularization: float, alpha: float = 1.0) -
         idx, c = R.indices[lo:hi], alpha * R.data[lo:hi].astype(np.float64)
         Yi = Y[idx]
         A = YtY + (Yi.T * (c - 1.0)) @ Yi + lam * np.eye(f)
-        out[u] = np.linalg.solve(A, Yi.T @ c)
+        try:
+            out[u] = np.linalg.solve(A, Yi.T @ c)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"rows[{u}]: the system is singular; give regularization > 0") from None
     return out.astype(np.float32)
 
 

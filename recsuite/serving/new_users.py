@@ -36,7 +36,7 @@ from recsuite.serving.service import MAX_TEXT_CHARS, BadRequest, ColdRequest, Se
 fastapi = require("fastapi", "serve")
 pydantic = require("pydantic", "serve")
 FastAPI, HTTPException = fastapi.FastAPI, fastapi.HTTPException
-Field, model_validator = pydantic.Field, pydantic.model_validator
+Field, StrictInt, model_validator = pydantic.Field, pydantic.StrictInt, pydantic.model_validator
 
 MAX_AGE = 119
 GENDERS = ("F", "M")
@@ -69,34 +69,65 @@ class NewUserRecommender:
 
     def __init__(self, item_ids, titles, catalogue, demographic: DemographicPopularity, personal: Mapping,
                  blend: Mapping, occupations, *, text_scorer: Callable | None = None, text_weight: float = 0.0):
-        self.item_ids = np.asarray(item_ids)
+        ids = np.asarray(item_ids)
+        if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype.kind in "UO"):
+            raise TypeError(f"item_ids must be a 1-D array of int or str ids, got {checks.describe(item_ids)}")
+        if len(np.unique(ids.astype(str))) != len(ids):
+            raise ValueError("item_ids repeats an id; expected one id per item")
+        self.item_ids = ids
         self.titles = np.asarray(checks.texts("titles", titles), dtype=object)
         n = len(self.item_ids)
         if self.titles.shape != (n,):
             raise ValueError(f"titles must hold one title per item ({n}), got {len(self.titles)}")
+        blank = [i for i, t in enumerate(self.titles) if not t.strip()]
+        if blank:  # a blank title would answer to a blank liked title
+            raise ValueError(f"titles must be non-empty, got a blank title at item index(es) {blank[:10]}")
         self.catalogue = checks.bool_mask("catalogue", catalogue, n)
         if not isinstance(demographic, DemographicPopularity) or demographic.cells is None:
             raise TypeError(f"demographic must be a fitted cold_start.DemographicPopularity, got "
                             f"{checks.describe(demographic)}")
+        if demographic.n_items != n:
+            raise ValueError(f"demographic was fit on {demographic.n_items} items, item_ids has {n}")
         self.demographic = demographic
         if not isinstance(personal, Mapping) or not all(callable(f) for f in personal.values()):
             raise TypeError(f"personal must map a model name to a function of a one-row CSR, got "
                             f"{checks.describe(personal)}")
         self.personal = dict(personal)
-        self.blend = {}
-        for key, plan in dict(blend).items():
-            m = checks.integer("blend key", int(key), low=1)
-            if not isinstance(plan, Mapping) or plan.get("model") not in (*self.personal, "Demographic"):
-                raise ValueError(f"blend[{key!r}] must be {{'model': one of {[*self.personal, 'Demographic']}, "
-                                 f"'weight': w}}, got {plan!r}")
-            self.blend[m] = (plan["model"], checks.non_negative_number(f"blend[{key!r}]['weight']", plan["weight"]))
+        self.blend = self._check_blend(blend)
+        if isinstance(occupations, str):
+            raise TypeError(f"occupations must be a list of occupation names, got the str {occupations!r}")
         self.occupations = sorted(checks.texts("occupations", list(occupations)))
         if text_scorer is not None and not callable(text_scorer):
             raise TypeError(f"text_scorer must be None or a function text -> (1, n_items), got "
                             f"{checks.describe(text_scorer)}")
         self.text_scorer = text_scorer
         self.text_weight = checks.non_negative_number("text_weight", text_weight)
+        if text_scorer is not None and self.text_weight == 0:
+            raise ValueError("text_weight must be > 0 with a text_scorer (a text that counts 0 would be ignored)")
         self.title_index = TitleIndex(self.titles)
+
+    def _check_blend(self, blend) -> dict:
+        if not isinstance(blend, Mapping):
+            raise TypeError(f"blend must map n (int >= 1) to {{'model': ..., 'weight': ...}}, got "
+                            f"{checks.describe(blend)}")
+        out = {}
+        for key, plan in blend.items():
+            digits = isinstance(key, str) and key.isdigit()
+            if not digits and (isinstance(key, bool) or not isinstance(key, (int, np.integer))):
+                raise TypeError(f"blend keys must be whole numbers of liked items (int or digits), got {key!r}")
+            m = checks.integer("blend key", int(key), low=1)
+            if m in out:
+                raise ValueError(f"blend has n = {m} twice (keys {key!r} and another)")
+            if not isinstance(plan, Mapping) or set(plan) != {"model", "weight"} or \
+                    plan["model"] not in (*self.personal, "Demographic"):
+                raise ValueError(f"blend[{key!r}] must be {{'model': one of {[*self.personal, 'Demographic']}, "
+                                 f"'weight': w}}, got {plan!r}")
+            w = checks.non_negative_number(f"blend[{key!r}]['weight']", plan["weight"])
+            if plan["model"] == "Demographic" and w != 0:
+                raise ValueError(f"blend[{key!r}]: 'Demographic' is the base every blend adds to; its weight must "
+                                 f"be 0, got {w}")
+            out[m] = (plan["model"], w)
+        return out
 
     def plan(self, n: int) -> tuple[str, float]:
         """(model, weight) for a person with ``n`` liked items: the blend of the largest chosen n' <= n."""
@@ -105,9 +136,12 @@ class NewUserRecommender:
         return self.blend[max(fits)] if fits else ("Demographic", 0.0)
 
     def _row(self, name: str, f, *args) -> np.ndarray:
-        out = np.asarray(f(*args), dtype=np.float64)
-        if out.shape not in ((len(self.item_ids),), (1, len(self.item_ids))) or not np.isfinite(out).all():
-            raise ValueError(f"{name} must give finite scores of shape (1, {len(self.item_ids)}), got {out.shape}")
+        got = f(*args)
+        out = np.asarray(got.toarray() if hasattr(got, "toarray") else got, dtype=np.float64)
+        if out.shape not in ((len(self.item_ids),), (1, len(self.item_ids))):
+            raise ValueError(f"{name} must give scores of shape (1, {len(self.item_ids)}), got shape {out.shape}")
+        if not np.isfinite(out).all():
+            raise ValueError(f"{name} gave {int((~np.isfinite(out)).sum())} NaN or infinite scores")
         return out.reshape(1, -1)
 
     def recommend(self, age=None, gender=None, occupation=None, liked_titles=None, text=None, k: int = 10) -> dict:
@@ -128,12 +162,14 @@ class NewUserRecommender:
         total = standardise_rows(demo)
         method = [f"demographic popularity ({info.level.iloc[0]}: {int(info.cell_users.iloc[0])} users)"]
         liked = np.zeros(0, np.int64) if liked_titles is None else self.title_index.match(liked_titles)
-        model, weight = self.plan(len(liked))
-        if len(liked) and weight > 0:
+        # n counts films: a title the catalogue lists under two ids is one film the person named
+        films = 0 if liked_titles is None else len({tuple(self.title_index.match([t])) for t in liked_titles})
+        model, weight = self.plan(films)
+        if films and weight > 0:
             rows = sp.csr_matrix((np.ones(len(liked), np.float32), (np.zeros(len(liked), np.int64), liked)),
                                  shape=(1, len(self.item_ids)))
             total = total + weight * standardise_rows(self._row(model, self.personal[model], rows))
-            method.append(f"{weight:g} × {model} on {len(liked)} liked")
+            method.append(f"{weight:g} × {model} on {films} liked")
         if text is not None:
             text = checks.text("text", text)
             if len(text) > MAX_TEXT_CHARS:
@@ -147,7 +183,7 @@ class NewUserRecommender:
         allowed = self.catalogue.copy()
         allowed[liked] = False
         order = np.flatnonzero(allowed)[np.argsort(-s[allowed], kind="stable")][:k]
-        return {"k": k, "n": int(len(liked)), "method": " + ".join(method),
+        return {"k": k, "n": films, "method": " + ".join(method),
                 "liked": [{"item_id": self._id(i), "title": str(self.titles[i])} for i in liked],
                 "items": [{"item_id": self._id(i), "title": str(self.titles[i]), "score": float(s[i])} for i in order]}
 
@@ -160,7 +196,7 @@ class NewUserRequest(ColdRequest):
     """A new person: any of age, gender, occupation, liked titles and a sentence, at least one (``ColdRequest``'s
     titles and text, with their limits, and the demographics)."""
 
-    age: int | None = Field(None, ge=1, le=MAX_AGE, description=f"years, 1..{MAX_AGE}")
+    age: StrictInt | None = Field(None, ge=1, le=MAX_AGE, description=f"years, 1..{MAX_AGE}")
     gender: Literal["F", "M"] | None = None
     occupation: str | None = Field(None, max_length=40, examples=["student"])
 
