@@ -227,7 +227,8 @@ def save_lesson_scores(lesson: str, model: str, scores, eval_set: str = "test", 
                          f"{checks.describe(scores)}")
     if not np.isfinite(a).all():
         raise ValueError(f"scores holds {int((~np.isfinite(a)).sum())} NaN or infinite values; expected finite scores")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below with its reason
+        a = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a).all():
         raise ValueError("scores holds values beyond float32's range (about 3.4e38), in which the scores are stored")
     try:
