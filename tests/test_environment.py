@@ -49,12 +49,12 @@ def test_the_core_is_small_and_the_rest_are_extras():
     core = {canonicalize_name(Requirement(r).name) for r in _project()["dependencies"]}
     assert core == {"numpy", "scipy", "pandas", "tqdm", "threadpoolctl"}
     extras = _project()["optional-dependencies"]
-    assert {"cf", "text", "llm", "rank", "serve", "spark", "course", "all"} <= set(extras)
+    assert {"cf", "text", "llm", "rank", "serve", "spark", "fair", "course", "all"} <= set(extras)
     every = {canonicalize_name(r.name) for r in pyproject_requirements()}
     in_all = set()
-    for name in ("cf", "text", "llm", "rank", "serve", "spark"):
+    for name in ("cf", "text", "llm", "rank", "serve", "spark", "fair"):
         in_all |= {canonicalize_name(Requirement(r).name) for r in extras[name]}
-    assert "recsuite[cf,text,llm,rank,serve,spark]" in extras["all"], "[all] must bring every model extra"
+    assert "recsuite[cf,text,llm,rank,serve,spark,fair]" in extras["all"], "[all] must bring every model extra"
     assert in_all - {"recsuite"} <= every
 
 

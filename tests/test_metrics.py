@@ -203,6 +203,15 @@ def test_verdict_table_lays_out_comparisons_in_order():
         bootstrap.verdict_table({})
 
 
+def test_verdict_table_names_the_interval_by_its_level():
+    b = np.random.default_rng(3).normal(size=400)
+    wide = bootstrap.paired_bootstrap(b + 0.1, b, level=0.99)
+    assert list(bootstrap.verdict_table({"w": wide}).columns) == ["difference", "99 % interval", "verdict"]
+    mixed = bootstrap.verdict_table({"w": wide, "n": bootstrap.paired_bootstrap(b + 0.1, b)})
+    assert list(mixed.columns) == ["difference", "interval", "level", "verdict"]
+    assert mixed.level.tolist() == [0.99, 0.95] and mixed.loc["w", "interval"] == wide.interval()
+
+
 def test_the_comparison_figure_draws_each_verdict_and_refuses_mixed_kinds():
     import matplotlib
 

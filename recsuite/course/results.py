@@ -18,7 +18,7 @@ from recsuite.core.paths import build_dir
 from recsuite.data.split import EVAL_SETS
 from recsuite.evaluation.metrics import RANKING
 
-FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "llm", "spark", "sequential", "new_users")
+FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "llm", "spark", "sequential", "new_users", "fairness")
 
 
 def results_path(path: str | Path | None = None) -> Path:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from recsuite.core import checks
 
-__all__ = ["NOISE_FLOOR", "PairedDifference", "paired_bootstrap", "verdict_table", "VERDICTS"]
+__all__ = ["NOISE_FLOOR", "PairedDifference", "paired_bootstrap", "per_user_values", "verdict_table", "VERDICTS"]
 
 #: The smallest difference of a metric on the 0–1 scale (NDCG, recall, precision, hit rate, MRR, MAP, coverage,
 #: ILD) that the course calls real. No lesson's NDCG@10 moves by more than 0.0017 over CPU kernels and thread
@@ -83,7 +83,11 @@ class PairedDifference:
         return f"{self.diff:+.1%} {self.interval()}" if self.relative else f"{self.diff:+.4f} {self.interval()}"
 
 
-def _per_user_array(name: str, values) -> np.ndarray:
+def per_user_values(name: str, values) -> np.ndarray:
+    """One per-user metric as a float 1-D array (NaN: a user without relevant items), checked: no DataFrame, no inf.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
     if isinstance(values, pd.DataFrame):
         raise ValueError(f"{name} must be one per-user column (a Series or 1-D array), got a DataFrame; pick a "
                          "metric, e.g. per_user_metrics(...)['ndcg@10']")
@@ -115,7 +119,7 @@ def paired_bootstrap(a, b, n_boot: int = 1000, seed: int = 0, level: float = 0.9
     if isinstance(a, pd.Series) and isinstance(b, pd.Series) and not a.index.equals(b.index):
         raise ValueError("a and b are Series with different indexes: pair them by user first "
                          "(e.g. b.reindex(a.index)); their values are compared position by position")
-    x, y = _per_user_array("a", a), _per_user_array("b", b)
+    x, y = per_user_values("a", a), per_user_values("b", b)
     if x.shape != y.shape:
         raise ValueError(f"a and b must hold the same users: got {x.shape[0]} and {y.shape[0]} values")
     if not np.array_equal(np.isnan(x), np.isnan(y)):
@@ -153,7 +157,8 @@ def verdict_table(comparisons) -> pd.DataFrame:
     """One row per named comparison: the difference, its interval and the verdict under the one rule.
 
     ``comparisons`` maps a name (``"EASE − ALS"``) to a ``PairedDifference``; the rows keep its order. A relative
-    difference is shown as a fraction (format it with ``"{:+.1%}"``), its interval in %.
+    difference is shown as a fraction (format it with ``"{:+.1%}"``), its interval in %. The interval column is named
+    by the comparisons' level ("95 % interval"); comparisons at different levels get a ``level`` column instead.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
@@ -163,10 +168,15 @@ def verdict_table(comparisons) -> pd.DataFrame:
     for name, r in comparisons.items():
         if not isinstance(r, PairedDifference):
             raise TypeError(f"comparisons[{name!r}] must be a PairedDifference, got {checks.describe(r)}")
-        rows[checks.text("a comparison's name", str(name))] = {"difference": r.diff, "95 % interval": r.interval(),
-                                                              "verdict": r.verdict()}
+        rows[checks.text("a comparison's name", str(name))] = {"difference": r.diff, "interval": r.interval(),
+                                                              "level": r.level, "verdict": r.verdict()}
     if not rows:
         raise ValueError("comparisons must hold at least one comparison, got none")
     table = pd.DataFrame.from_dict(rows, orient="index")
+    levels = table.pop("level")
+    if levels.nunique() == 1:  # one level: it names the column ("95 % interval"); several: a column of their own
+        table = table.rename(columns={"interval": f"{100 * levels.iloc[0]:.3g} % interval"})
+    else:
+        table.insert(2, "level", levels)
     table.index.name = "comparison"
     return table
