@@ -456,3 +456,18 @@ def test_masks_are_keyword_only_and_fallback_stays_positional(csr):
     np.testing.assert_array_equal(RK.rank_frame(fr, "s", 2, 2, fallback), RK.rank_frame(fr, "s", 2, 2, fallback=fallback))
     assert RK.rank_frame(fr, "s", 2, 2, fallback, seen=csr([[4], []], 5)).tolist() == [[1, 3], [2, 4]]
 
+
+
+def test_target_frame_reads_click_like_and_rating_from_the_held_out_ratings():
+    fr = pd.DataFrame({"user_idx": [0, 0, 1, 1, 2], "item_idx": [3, 1, 3, 0, 2]})
+    held = pd.DataFrame({"user_idx": [0, 1, 1, 2], "item_idx": [1, 3, 4, 0], "rating": [5.0, 3.0, 4.0, 4.0]})
+    t = candidates.target_frame(fr, held)
+    assert t.click.tolist() == [0, 1, 1, 0, 0] and t.like.tolist() == [0, 1, 0, 0, 0]
+    assert np.isnan(t.rating.to_numpy()[[0, 3, 4]]).all() and t.rating.tolist()[1:3] == [5.0, 3.0]
+    assert (t.click == candidates.label_frame(fr, sp.csr_matrix([[0, 1, 0, 0, 0], [0, 0, 0, 1, 1], [1, 0, 0, 0, 0]]))).all()
+    assert candidates.target_frame(fr, held, like_threshold=3).like.tolist() == [0, 1, 1, 0, 0]
+    assert candidates.target_frame(fr, held.iloc[:0]).click.sum() == 0
+    with pytest.raises(ValueError, match="held_out repeats"):
+        candidates.target_frame(fr, pd.concat([held, held.iloc[:1]]))
+    with pytest.raises(ValueError, match="rating"):
+        candidates.target_frame(fr, held.drop(columns="rating"))

@@ -147,6 +147,32 @@ def label_frame(frame, truth_csr) -> pd.Series:
     return pd.Series(pairs_in(users, items, t).astype(np.int8), index=frame.index, name="label")
 
 
+def target_frame(frame, held_out, like_threshold: float = 4.0) -> pd.DataFrame:
+    """Three targets per candidate row from the period's held-out ratings: click, like and the rating.
+
+    ``click`` (0/1 int8) = the (user, item) pair is among ``held_out``'s interactions (``label_frame``'s label);
+    ``like`` (0/1 int8) = clicked *and* rated at least ``like_threshold``; ``rating`` (float) = the rating given,
+    NaN where there was no click. An offline proxy without impressions: a like is observed only where there was a
+    click, the selection that ESMM (Ma et al. 2018) models by training over all rows. ``held_out`` is a
+    DataFrame with ``user_idx``, ``item_idx`` and ``rating`` (e.g. ``Protocol.test``); a pair rated twice is an
+    error, not silently collapsed.
+    """
+    users, items = C.pair_frame("frame", frame)
+    h_users, h_items = C.pair_frame("held_out", held_out, unique=True)
+    C.columns("held_out", held_out, ["rating"])
+    ratings = C.feature_vector("held_out['rating']", held_out["rating"].to_numpy(), len(held_out))
+    like_threshold = C.number("like_threshold", like_threshold)
+    width = int(max(items.max(initial=-1), h_items.max(initial=-1))) + 1
+    keys = h_users * width + h_items
+    order = np.argsort(keys)
+    pos = np.searchsorted(keys[order], users * width + items)
+    pos = np.minimum(pos, max(len(keys) - 1, 0))
+    hit = (keys[order][pos] == users * width + items) if len(keys) else np.zeros(len(users), dtype=bool)
+    rating = np.where(hit, ratings[order][pos] if len(keys) else np.nan, np.nan)
+    return pd.DataFrame({"click": hit.astype(np.int8), "like": (hit & (rating >= like_threshold)).astype(np.int8),
+                         "rating": rating}, index=frame.index)
+
+
 # -- features ----------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from recsuite.core.paths import build_dir
 from recsuite.data.split import EVAL_SETS
 from recsuite.evaluation.metrics import RANKING
 
-FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "llm", "spark", "sequential", "new_users", "fairness")
+FAMILIES = ("popularity", "cf", "semantic", "fusion", "rerank", "finetuned", "llm", "spark", "sequential", "new_users", "fairness", "multitask")
 
 
 def results_path(path: str | Path | None = None) -> Path:
