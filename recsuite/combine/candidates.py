@@ -156,6 +156,8 @@ def target_frame(frame, held_out, like_threshold: float = 4.0) -> pd.DataFrame:
     click, the selection that ESMM (Ma et al. 2018) models by training over all rows. ``held_out`` is a
     DataFrame with ``user_idx``, ``item_idx`` and ``rating`` (e.g. ``Protocol.test``); a pair rated twice is an
     error, not silently collapsed.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     users, items = C.pair_frame("frame", frame)
     h_users, h_items = C.pair_frame("held_out", held_out, unique=True)

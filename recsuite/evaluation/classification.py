@@ -8,6 +8,8 @@ index, ready for ``bootstrap.paired_bootstrap(a, b)``. Rows are ordered within a
 equal scores keep the rows' order (the earlier row ranks first), so a frame laid out by item index breaks ties as
 ``metrics.topk_from_scores`` does. Every per-user computation is one sort of all rows and grouped sums, with no
 loop over users.
+
+Introduced in notebooks/14_multitask.ipynb
 """
 
 from __future__ import annotations
@@ -151,6 +153,8 @@ def auc(labels, scores) -> float:
     AUC = (R_pos − n_pos (n_pos + 1) / 2) / (n_pos n_neg), R_pos the sum of the positives' ranks by ascending
     score, tied scores sharing their average rank (a tied pair counts 1/2); equal to scikit-learn's
     ``roc_auc_score`` (Hanley & McNeil 1982). Both classes must be present.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     y = _column("labels", labels)
     _same_rows({"labels": labels, "scores": scores})
@@ -170,6 +174,8 @@ def per_user_auc(users, labels, scores) -> pd.Series:
 
     The mean over users weights each user equally, unlike the pooled ``auc`` of all rows, which compares
     candidates of different users too.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     _same_rows({"users": users, "labels": labels, "scores": scores})
     u = _users(users)
@@ -189,6 +195,8 @@ def grouped_ndcg(users, labels, scores, k: int = 10, gains=None) -> pd.Series:
     elsewhere; a NaN gain counts as 0 (to grade every row that has a gain, pass labels = gain present). With
     binary labels on rows that are a user × whole-catalogue grid in item order, the values are those of
     ``metrics.per_user_metrics`` for ``topk_from_scores`` lists.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     _same_rows({"users": users, "labels": labels, "scores": scores, "gains": gains})
     u = _users(users)
@@ -212,6 +220,8 @@ def mean_of_top(users, values, scores, k: int = 10) -> pd.Series:
     rating of the hits in the top k. Equal scores: the earlier row ranks first. Indexed by the sorted user ids.
     Which users get NaN depends on the scores, so two models' Series may have NaN for different users: compare
     them on the users where both have a value (``paired_bootstrap`` refuses unequal NaN patterns).
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     _same_rows({"users": users, "values": values, "scores": scores})
     u = _users(users)

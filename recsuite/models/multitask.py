@@ -10,6 +10,8 @@ One row is a (user, candidate item) pair described by numeric features; each row
 * ``multitask_loss``: BCE on every row for the binary tasks, MSE on the rated rows for ``rating``, weighted.
 * ``fit_multitask`` (the package's one training loop, ``run_training``, with early stopping on the valid loss)
   and ``predict`` (probabilities and ratings as NumPy arrays).
+
+Introduced in notebooks/14_multitask.ipynb
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class FeatureScaler:
     them). A constant column (or one with a single observed value) keeps std 1; an all-NaN column has mean 0.
     A NaN at transform time in a column without a NaN in training is filled the same way, with no indicator
     (the width is fixed by training). Use ``FeatureScaler.fit(X_train).transform(X)``.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
 
     mean: np.ndarray  # (d,) float64
@@ -132,6 +136,8 @@ class MultiTaskModel(torch.nn.Module):
 
     ``forward(x)`` maps a (batch, n_features) float tensor to a dict of (batch,) tensors: for a binary task
     ``t`` the probability ``t`` and its logit ``t_logit`` (what the loss reads), for ``rating`` the raw value.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
 
     def __init__(self, n_features: int, tasks, dropout: float):
@@ -172,6 +178,8 @@ class SharedBottom(MultiTaskModel):
     One MLP g (widths ``hidden``) shared by every task, then one tower f_t (widths ``tower`` and a 1-unit
     output) per task. Tasks that disagree pull g in different directions (negative transfer), the problem MMoE
     addresses. ``seed`` fixes the initial weights (the global torch generator is left as it was).
+
+    Introduced in notebooks/14_multitask.ipynb
     """
 
     def __init__(self, n_features: int, hidden=(64,), tower=(32,), tasks=TASKS, dropout: float = 0.0,
@@ -196,6 +204,8 @@ class MMoE(MultiTaskModel):
     ``expert_hidden``), one gate per task, a linear map of the input without bias as in the paper, and one tower
     h_t per task. Tasks that need different features can weight different experts; with one expert every gate
     is 1 and the model is ``SharedBottom``. ``gates(x)`` returns the mixing weights.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
 
     def __init__(self, n_features: int, n_experts: int = 4, expert_hidden=(64,), tower=(32,), tasks=TASKS,
@@ -235,6 +245,8 @@ class ESMM(MultiTaskModel):
     Outputs ``click`` = pCTR, ``like`` = pCTCVR, ``cvr`` = pCVR (and ``rating``). The loss reads ``like_logit``,
     logit(pCTCVR) = log p - log(1 - p) with log p = log s(a) + log s(b) and 1 - p = (1 - s(a)) + s(a)(1 - s(b))
     (a, b the CTR and CVR logits, s the sigmoid), both in log space, so no probability is clamped.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
 
     def __init__(self, n_features: int, hidden=(64,), tower=(32,), dropout: float = 0.0, rating: bool = True,
@@ -304,6 +316,8 @@ def multitask_loss(outputs, batch_labels, weights=None):
     ``outputs[t + "_logit"]`` (with ESMM, t = "like" is pCTCVR: the entire-space loss). ``rating``:
     L = mean over the rows whose label is not NaN of (r_hat - r)^2, and 0 when the batch has none. ``weights``
     (task -> w >= 0) defaults to 1 for every task. ``outputs`` is a model's ``forward`` dict.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     if not isinstance(outputs, Mapping):
         raise TypeError(f"outputs must be the dict a multi-task model returns, got {checks.describe(outputs)}")
@@ -406,6 +420,8 @@ def fit_multitask(model, X, labels, valid=None, *, epochs: int = 20, batch_size:
     history, plus ``valid_loss`` (one per evaluation; ``valid`` holds its negative, higher is better),
     ``valid_tasks`` (the per-task valid losses per evaluation), ``best_epoch`` (0: the starting weights),
     ``epochs_run``, ``steps_per_epoch`` and ``rows``.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     model = _check_model(model)
     x = _inputs("X", X, model)
@@ -477,6 +493,8 @@ def predict(model, X, batch_size: int = 4096, logits: bool = False) -> dict[str,
 
     Keys: ``model.outputs``, i.e. the probability of each binary task (ESMM: ``click`` = pCTR, ``like`` =
     pCTCVR, ``cvr`` = pCVR) and the predicted ``rating``; with ``logits`` also each ``<task>_logit``.
+
+    Introduced in notebooks/14_multitask.ipynb
     """
     model = _check_model(model)
     x = _inputs("X", X, model)
