@@ -385,3 +385,23 @@ BAD = [
 def test_bad_input_names_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_labels_with_their_own_index_are_not_matched_by_position_to_an_array():
+    v = np.arange(1, 9) / 10
+    g = pd.Series(np.array([0, 1] * 4), index=range(17, 9, -1))
+    assert F.group_table(pd.Series(v, index=range(10, 18)), g)["mean"].round(2).tolist() == [0.5, 0.4]
+    with pytest.raises(ValueError, match="cannot be matched by user"):
+        F.group_table(v, g)
+    assert F.group_table(v, g.to_numpy())["mean"].round(2).tolist() == [0.4, 0.5]
+
+
+def test_a_bool_label_is_not_group_one():
+    v, g = np.arange(1, 9) / 10, np.array([0, 1] * 4)
+    with pytest.raises(ValueError, match="must be one of the group labels"):
+        F.group_gap(v, g, True, 0, n_boot=100)
+
+
+def test_a_disparity_interval_refuses_resamples_without_any_list():
+    with pytest.raises(ValueError, match="resamples drew only users with empty lists"):
+        F.disparity_interval(np.array([[0, 1], [-1, -1]]), np.array([0, 1]), [1, 1], k=2, n_boot=1000)

@@ -309,3 +309,12 @@ def test_bool_labels_are_accepted():
     flags = {**labels, "click": labels["click"] == 1, "like": labels["like"] == 1}
     _, history = M.fit_multitask(M.ESMM(D), x, flags, epochs=1, progress=False)
     assert history["steps"] == 1
+
+
+def test_without_valid_best_epoch_is_none_and_all_zero_weights_are_refused():
+    X = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    lab = {"click": (X[:, 0] > 0).astype(np.float32)}
+    _, history = M.fit_multitask(M.SharedBottom(2, tasks=("click",)), X, lab, epochs=1, progress=False)
+    assert history["best_epoch"] is None
+    with pytest.raises(ValueError, match="at least one task a positive weight"):
+        M.fit_multitask(M.SharedBottom(2, tasks=("click",)), X, lab, weights={"click": 0}, epochs=1, progress=False)

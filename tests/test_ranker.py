@@ -464,9 +464,13 @@ def test_target_frame_reads_click_like_and_rating_from_the_held_out_ratings():
     t = candidates.target_frame(fr, held)
     assert t.click.tolist() == [0, 1, 1, 0, 0] and t.like.tolist() == [0, 1, 0, 0, 0]
     assert np.isnan(t.rating.to_numpy()[[0, 3, 4]]).all() and t.rating.tolist()[1:3] == [5.0, 3.0]
-    assert (t.click == candidates.label_frame(fr, sp.csr_matrix([[0, 1, 0, 0, 0], [0, 0, 0, 1, 1], [1, 0, 0, 0, 0]]))).all()
+    truth = sp.csr_matrix([[0, 1, 0, 0, 0], [0, 0, 0, 1, 1], [1, 0, 0, 0, 0]])
+    assert (t.click == candidates.label_frame(fr, truth)).all()
     assert candidates.target_frame(fr, held, like_threshold=3).like.tolist() == [0, 1, 1, 0, 0]
-    assert candidates.target_frame(fr, held.iloc[:0]).click.sum() == 0
+    with pytest.raises(ValueError, match="at least one rating"):
+        candidates.target_frame(fr, held.iloc[:0])
+    with pytest.raises(TypeError, match="booleans"):
+        candidates.target_frame(fr, held.assign(rating=held.rating > 3))
     with pytest.raises(ValueError, match="held_out repeats"):
         candidates.target_frame(fr, pd.concat([held, held.iloc[:1]]))
     with pytest.raises(ValueError, match="rating"):

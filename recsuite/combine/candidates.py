@@ -150,7 +150,7 @@ def label_frame(frame, truth_csr) -> pd.Series:
 def target_frame(frame, held_out, like_threshold: float = 4.0) -> pd.DataFrame:
     """Three targets per candidate row from the period's held-out ratings: click, like and the rating.
 
-    ``click`` (0/1 int8) = the (user, item) pair is among ``held_out``'s interactions (``label_frame``'s label);
+    ``click`` (0/1 int8) = the (user, item) pair is among ``held_out``'s rows, whatever its rating;
     ``like`` (0/1 int8) = clicked *and* rated at least ``like_threshold``; ``rating`` (float) = the rating given,
     NaN where there was no click. An offline proxy without impressions: a like is observed only where there was a
     click, the selection that ESMM (Ma et al. 2018) models by training over all rows. ``held_out`` is a
@@ -162,6 +162,10 @@ def target_frame(frame, held_out, like_threshold: float = 4.0) -> pd.DataFrame:
     users, items = C.pair_frame("frame", frame)
     h_users, h_items = C.pair_frame("held_out", held_out, unique=True)
     C.columns("held_out", held_out, ["rating"])
+    if len(held_out) == 0:
+        raise ValueError("held_out must hold at least one rating, got none (the wrong period?)")
+    if held_out["rating"].dtype == bool:
+        raise TypeError("held_out['rating'] must hold numbers (stars), got booleans")
     ratings = C.feature_vector("held_out['rating']", held_out["rating"].to_numpy(), len(held_out))
     like_threshold = C.number("like_threshold", like_threshold)
     width = int(max(items.max(initial=-1), h_items.max(initial=-1))) + 1

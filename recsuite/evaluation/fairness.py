@@ -117,6 +117,9 @@ def _labels(name: str, labels, per_user) -> pd.Categorical:
         if len(absent):
             raise ValueError(f"{name} has no entry for {len(absent)} users of per_user, e.g. {absent[:5].tolist()}")
         labels = labels.reindex(per_user.index)
+    elif isinstance(labels, pd.Series) and not labels.index.equals(pd.RangeIndex(len(labels))):
+        raise ValueError(f"{name} is a Series with its own index but per_user is not: they cannot be matched by user; "
+                         f"pass per_user as a Series with the same index, or {name}.to_numpy() to match by position")
     if np.ndim(labels) != 1 or len(labels) != n:
         raise ValueError(f"{name} must hold one label per user ({n}), got shape {np.shape(labels)}")
     if isinstance(labels, (pd.Series, pd.Categorical)):
@@ -142,7 +145,11 @@ def _boot_args(n_boot, seed, level) -> tuple[int, np.random.Generator, float]:
 
 
 def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:
-    lo, hi = np.nanpercentile(stats, [50 * (1 - level), 50 * (1 + level)])
+    lost = int(np.isnan(stats).sum())
+    if lost:  # a resample that drew only empty lists has no exposure: refused, not dropped
+        raise ValueError(f"{lost} of {stats.size} bootstrap resamples drew only users with empty lists (no exposure "
+                         "to measure); drop the users without a list before the interval")
+    lo, hi = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
 
@@ -432,7 +439,8 @@ def group_table(per_user, groups, n_boot: int = 1000, seed: int = 0, level: floa
 def _label_code(name: str, label, cat: pd.Categorical) -> int:
     known = list(cat.categories)
     try:
-        hit = [j for j, c in enumerate(known) if bool(c == label)]
+        hit = [j for j, c in enumerate(known) if bool(c == label) and isinstance(c, (bool, np.bool_)) ==
+               isinstance(label, (bool, np.bool_))]  # True is not group 1
     except (TypeError, ValueError):  # an array compared with a label
         hit = []
     if not hit:

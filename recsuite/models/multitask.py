@@ -306,7 +306,10 @@ def _weights(weights, tasks) -> dict:
     unknown = sorted(str(t) for t in set(weights) - set(tasks))
     if unknown:
         raise ValueError(f"weights names tasks {unknown} that are not among the labels' tasks {sorted(tasks)}")
-    return {t: checks.non_negative_number(f"weights[{t!r}]", w) for t, w in weights.items()}
+    out = {t: checks.non_negative_number(f"weights[{t!r}]", w) for t, w in weights.items()}
+    if not any(out.get(t, 1.0) > 0 for t in tasks):
+        raise ValueError(f"weights must give at least one task a positive weight, got {weights!r}: the loss would be 0")
+    return out
 
 
 def multitask_loss(outputs, batch_labels, weights=None):
@@ -473,8 +476,8 @@ def fit_multitask(model, X, labels, valid=None, *, epochs: int = 20, batch_size:
                  epochs * per_epoch, history, max_grad_norm=None, seed=seed, device=dev, valid_fn=valid_fn,
                  patience=patience if valid is not None else None, eval_every=per_epoch, eval_at_start=True,
                  progress=progress, desc=type(model).__name__)
-    if history["best_step"] is not None:
-        history["best_epoch"] = history["best_step"] // per_epoch
+    # without valid there is no best step: best_epoch is None, and the model is the last one
+    history["best_epoch"] = history["best_step"] // per_epoch if history["best_step"] is not None else None
     history["epochs_run"] = history["steps"] / per_epoch
     return model, history
 
