@@ -9,7 +9,7 @@ CELL_TIMEOUT ?= 1200
 # make test runs its files on this many pytest-xdist workers; --dist loadscope keeps each notebook whole on one
 # worker (nbval runs its cells in order in one kernel) and tests/conftest.py starts the longest lessons first
 # (--no-loadscope-reorder: xdist would otherwise re-sort the files by their number of tests, which put the unit
-# tests first and the two longest lessons, 04 and 05b, last).
+# tests first and the two longest lessons, 04 and 10, last).
 # Lessons can run in any order and at the same time: every artefact is built on demand and written atomically.
 # Each worker's kernels get one BLAS/OpenMP thread (THREADS), so two workers fill two cores: with torch's
 # default of one thread per core in each, the spinning OpenMP threads of the two kernels stall each other and a
@@ -20,7 +20,7 @@ THREADS ?= 1
 PARALLEL := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 
-.PHONY: venv katex run test unit nbtest lab serve bench clean lock
+.PHONY: venv katex browser run test unit nbtest lab serve bench site clean lock
 
 venv: $(STAMP)
 
@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"recsuite needs Python 3.11, $(PYTHON) is {sys.version.split()[0]}; run make PYTHON=python3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[course,dev]"
+	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[course,dev,site]"
 	$(PY) -m pip install --quiet --no-compile --no-deps -r requirements-nodeps.txt
 	$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null 2>&1 || true
 	touch $(STAMP)
@@ -49,7 +49,15 @@ $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 run: venv
 	$(PY) -m recsuite.course.runner
 
-test: venv katex
+# The browser test (tests/test_site.py) opens every page of the site in Debian's chromium through chromium-driver:
+# installed here when missing and this is root with apt, otherwise make stops and names the command. Never skipped.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "make test needs Chromium for the browser test: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; }
+
+test: venv katex site browser
 	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks $(PARALLEL) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
@@ -64,13 +72,22 @@ nbtest: venv katex
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks
 
-# The fused recommender over HTTP on 127.0.0.1:$(PORT) (recsuite.serving.service; notebook 09b); needs the artefacts of make run.
+# The fused recommender over HTTP on 127.0.0.1:$(PORT) (recsuite.serving.service; notebook 11); needs the artefacts of make run.
 PORT ?= 8000
 serve: venv
 	$(PY) -m recsuite.course.serve --host 127.0.0.1 --port $(PORT)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The course as a website in build/site (docs/conf.py): README as the landing page, every lesson from its committed,
+# executed notebook (nothing is executed), the leaderboard read from the notebooks' metadata and the API reference
+# from the docstrings. Every warning fails it (-W; --keep-going reports them all first); a second run rebuilds only
+# what changed. KaTeX's stylesheet and fonts come from tests/katex (make katex), so the site loads nothing from outside.
+SITE_DIR ?= build/site
+site: venv katex
+	$(VENV)/bin/sphinx-build -b html -W --keep-going -q -c docs -d build/site-doctrees . $(SITE_DIR)
+	@echo "Built $(SITE_DIR); open it with: $(PY) -m http.server -d $(SITE_DIR) 8000, then http://127.0.0.1:8000"
 
 # Re-lock the transitive versions after changing a pin in pyproject.toml (a local "+cpu" build tag is dropped,
 # so the lock also installs from PyPI elsewhere).

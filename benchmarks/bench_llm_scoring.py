@@ -2,7 +2,7 @@
 pass over its KV cache) against one forward pass per candidate.
 
 Both score the same USERS valid users' top-M fused candidates (notebook 05's blend, M = 20) by the
-log-likelihood of each title after the user's history prompt (notebook 05b), with the packaged
+log-likelihood of each title after the user's history prompt (notebook 10), with the packaged
 SmolLM2-135M-Instruct on the CPU in fp32. The peer is the textbook loop: prompt + candidate through the
 model once per candidate (``method="naive"``, the same code path a reader would write). Each is warmed up
 once, then the runs alternate and the best of REPEATS is kept. Prints both times, the speed ratio (naive

@@ -2,7 +2,7 @@
 
 Prints, per log size (multiples of MovieLens-100K), both engines' wall time and peak resident memory and
 the ratios Spark / implicit. Usage: ``python benchmarks/bench_spark.py [scale ...]`` (default 1 4 16).
-The same measurement, plotted, is section 6 of notebooks/10_spark_scaling.ipynb.
+The same measurement, plotted, is section 6 of notebooks/12_spark_scaling.ipynb.
 """
 
 import sys

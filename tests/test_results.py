@@ -132,3 +132,32 @@ def test_reading_functions_refuse_bad_input(tmp_path, call, error, message):
     (tmp_path / "bad.json").write_text(json.dumps([1, 2]))
     with pytest.raises(error, match=message):
         call(tmp_path / "r.json")
+
+
+def test_clear_and_rows_of_keep_other_notebooks(tmp_path):
+    path = tmp_path / "results.json"
+    assert R.clear("01", path=path) == 0  # no file yet
+    R.record("01", "pop", "popularity", "test", METRICS, path=path)
+    R.record("02", "content", "semantic", "test", METRICS, path=path)
+    R.record("01", "pop", "popularity", "valid", METRICS, path=path)
+    assert [(r["model"], r["eval_set"]) for r in R.rows_of("01", path=path)] == [("pop", "test"), ("pop", "valid")]
+    assert R.clear("01", path=path) == 2
+    assert R.rows_of("01", path=path) == [] and len(R.rows_of("02", path=path)) == 1
+
+
+def test_the_leaderboard_from_executed_notebooks(tmp_path):
+    row = R.record("01_x", "pop", "popularity", "test", {**METRICS, "ndcg@10": 0.3}, path=tmp_path / "r.json")
+    nb = tmp_path / "01_x.ipynb"
+    nb.write_text(json.dumps({"cells": [], "metadata": {"recsuite": {"results": [row]}}}))
+    empty = tmp_path / "02_y.ipynb"
+    empty.write_text(json.dumps({"cells": [], "metadata": {}}))
+    runs = R.from_notebooks([nb, empty])["runs"]
+    assert runs == [row]
+    md = R.markdown(R.table(runs=runs), "From the notebooks.")
+    assert "| 01_x" in md and "0.3000" in md and "## test" in md
+    wrong = tmp_path / "03_z.ipynb"
+    wrong.write_text(json.dumps({"cells": [], "metadata": {"recsuite": {"results": [row]}}}))
+    with pytest.raises(ValueError, match="03_z"):
+        R.from_notebooks([wrong])
+    with pytest.raises(ValueError, match="not both"):
+        R.table(tmp_path / "r.json", runs=runs)

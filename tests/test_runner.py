@@ -65,6 +65,15 @@ def test_execute_stops_every_kernel_it_started_and_keeps_a_failed_notebook_untou
             and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], "the notebook's kernel must be stopped once the notebook has run"
     assert "".join(json.loads((tmp_path / "out" / "ok.ipynb").read_text())["cells"][0]["outputs"][0]["text"]) == "2\n"
+    # the rows a notebook records travel in its metadata, and only this run's rows
+    from recsuite.course import results
+
+    results.record("rec", "stale", "popularity", "test", {f"{m}@10": 0.0 for m in results.RANKING})
+    code = ("from recsuite.course import results\n"
+            "results.record('rec', 'pop', 'popularity', 'test', {f'{m}@10': 0.5 for m in results.RANKING})")
+    R.execute([notebook(tmp_path / "rec.ipynb", code)], tmp_path / "out")
+    rows = json.loads((tmp_path / "out" / "rec.ipynb").read_text())["metadata"]["recsuite"]["results"]
+    assert [(r["model"], r["metrics"]["ndcg@10"]) for r in rows] == [("pop", 0.5)]
     bad = notebook(tmp_path / "bad.ipynb", "raise RuntimeError('boom')")
     source = bad.read_text()
     with pytest.raises(Exception, match="boom"):

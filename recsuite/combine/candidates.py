@@ -157,7 +157,7 @@ def target_frame(frame, held_out, like_threshold: float = 4.0) -> pd.DataFrame:
     DataFrame with ``user_idx``, ``item_idx`` and ``rating`` (e.g. ``Protocol.test``); a pair rated twice is an
     error, not silently collapsed.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     users, items = C.pair_frame("frame", frame)
     h_users, h_items = C.pair_frame("held_out", held_out, unique=True)
@@ -314,7 +314,7 @@ def recent_item_profile(history_frame, item_vectors, n_users: int, n: int = 5) -
 def user_genre_distribution(history, genre_matrix) -> np.ndarray:
     """(n_users, n_genres) float32: share of each genre among the genre labels of the user's history items.
 
-    d_u = Σ_{i ∈ H(u)} g_i / Σ_{i ∈ H(u)} |g_i|; a user with no history (or only genre-less items) gets zeros.
+    ``d_u = Σ_{i ∈ H(u)} g_i / Σ_{i ∈ H(u)} |g_i|``; a user with no history (or only genre-less items) gets zeros.
 
     Introduced in notebooks/06_two_stage_ranker.ipynb
     """

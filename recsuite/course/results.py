@@ -116,14 +116,55 @@ def record(
     return row
 
 
-def table(path: str | Path | None = None, eval_set: str | None = None) -> pd.DataFrame:
+def clear(notebook: str, path: str | Path | None = None) -> int:
+    """Remove every row a notebook recorded (the runner does this before it runs the notebook again, so the rows
+    under its name afterwards are exactly that run's); returns how many were removed."""
+    notebook = checks.text("notebook", notebook)
+    p = results_path(path)
+    if not p.is_file():
+        return 0
+    with locked(p):
+        data = load(p)
+        kept = [r for r in data["runs"] if r["notebook"] != notebook]
+        removed = len(data["runs"]) - len(kept)
+        if removed:
+            data["runs"] = kept
+            atomic_write(p, lambda fh: json.dump(data, fh, indent=1), text=True, prefix=".results-")
+    return removed
+
+
+def rows_of(notebook: str, path: str | Path | None = None) -> list[dict]:
+    """The rows a notebook recorded, in the order it recorded them."""
+    notebook = checks.text("notebook", notebook)
+    return [r for r in load(path)["runs"] if r["notebook"] == notebook]
+
+
+def from_notebooks(paths) -> dict:
+    """The leaderboard carried by executed notebooks: the rows each recorded, which the runner stores in the
+    notebook's metadata (``metadata["recsuite"]["results"]``), as a results dict ``{"runs": [...]}``. The website
+    builds its leaderboard from the committed notebooks this way, without running them."""
+    runs = []
+    for p in paths:
+        p = Path(p)
+        meta = json.loads(p.read_text()).get("metadata", {}).get("recsuite", {})
+        rows = meta.get("results", [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("notebook") == p.stem for r in rows):
+            raise ValueError(f"{p}: metadata['recsuite']['results'] must be a list of rows recorded by {p.stem}")
+        runs += rows
+    return {"runs": runs}
+
+
+def table(path: str | Path | None = None, eval_set: str | None = None, runs: list | None = None) -> pd.DataFrame:
     """The results as a flat DataFrame (one column per metric), optionally one eval_set.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
     if eval_set is not None:
         checks.one_of("eval_set", eval_set, EVAL_SETS)
-    runs = load(path)["runs"]
+    if runs is None:
+        runs = load(path)["runs"]
+    elif path is not None:
+        raise ValueError("give path or runs, not both")
     rows = [
         {k: r.get(k) for k in ("notebook", "model", "family", "eval_set", "fit_seconds")} | r["metrics"]
         for r in runs
@@ -136,8 +177,13 @@ def write_markdown(path: str | Path | None = None, out: str | Path | None = None
     """Render ``results.md``: per eval set, every model sorted by NDCG@10, key metrics to 4 decimals."""
     src = results_path(path)
     out = Path(out) if out is not None else src.with_suffix(".md")
-    df = table(src)
-    lines = ["# recsuite results", "", f"Written from `{src.name}` by `make run`. Full ranking, k = 10.", ""]
+    out.write_text(markdown(table(src), f"Written from `{src.name}` by `make run`. Full ranking, k = 10."))
+    return out
+
+
+def markdown(df: pd.DataFrame, intro: str, title: str = "# recsuite results") -> str:
+    """The leaderboard as Markdown: per eval set, every model sorted by NDCG@10, key metrics to 4 decimals."""
+    lines = [title, "", intro, ""]
     if df.empty:
         lines.append("No results recorded yet.")
     for eval_set in EVAL_SETS:
@@ -146,10 +192,9 @@ def write_markdown(path: str | Path | None = None, out: str | Path | None = None
             continue
         cols = ["notebook", "model", "family", "ndcg@10", "recall@10", "precision@10", "hit@10", "mrr@10", "map@10"]
         cols += [c for c in part.columns if c.endswith("@10") and c not in cols and part[c].notna().any()]
-        cols += ["users", "fit_seconds"]  # users: how many were evaluated (a sampled lesson, e.g. 05b, has fewer)
+        cols += ["users", "fit_seconds"]  # users: how many were evaluated (a sampled lesson, e.g. 10, has fewer)
         view = part[[c for c in cols if c in part.columns]]
         if "ndcg@10" in view.columns:  # a lesson run with another TOP_K records ndcg@20, not ndcg@10
             view = view.sort_values("ndcg@10", ascending=False)
         lines += [f"## {eval_set}", "", view.to_markdown(index=False, floatfmt=".4f"), ""]
-    out.write_text("\n".join(lines))
-    return out
+    return "\n".join(lines)

@@ -24,6 +24,7 @@ from pathlib import Path
 from recsuite.core.cache import atomic_write
 from recsuite.core.device import usable_cores
 from recsuite.core.paths import build_dir, project_root
+from recsuite.course import results as leaderboard
 from recsuite.course.results import results_path, write_markdown
 
 
@@ -238,6 +239,7 @@ def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -
 
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, parameters or {})
+    leaderboard.clear(path.stem)  # so that the rows under its name afterwards are this run's
     start = time.perf_counter()
     print(f"running {path.name} ...", flush=True)
     # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
@@ -255,6 +257,8 @@ def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -
         if km.has_kernel:  # a kernel the runner started is the runner's to stop (nbclient leaves a given km running)
             km.shutdown_kernel(now=True)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+        # the rows it recorded travel with the executed notebook: the website's leaderboard reads them from there
+        nb.metadata.setdefault("recsuite", {})["results"] = leaderboard.rows_of(path.stem)
         # an in-place run that failed leaves the notebook as it was; its half-run copy goes to build/
         if out_dir is None and failed:
             target = build_dir() / "notebooks" / f"{path.stem}.failed.ipynb"

@@ -1,7 +1,7 @@
 """The course's served recommender: lesson 05's fused model loaded from the lessons' artefacts on disk, and
 ``python -m recsuite.course.serve`` (``make serve``), which serves it with ``recsuite.serving.service``.
 
-Introduced in notebooks/09b_serving.ipynb
+Introduced in notebooks/11_serving.ipynb
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def load_service(seed: int = 0) -> Service:
     builds them all). Paths follow ``RECSUITE_HOME`` like every artefact. The text encoder (the packaged
     MiniLM) is loaded on the first free-text request, in about two seconds.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     seed = checks.seed("seed", seed)
     proto = load_protocol()  # rebuilt deterministically from the packaged data in seconds when absent
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     The artefacts are loaded before the port is bound, so a missing one stops the command at once with
     ``MissingArtefacts``' message (which lesson builds it; ``make run`` builds all) and exit status 1.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     parser = argparse.ArgumentParser(prog="python -m recsuite.course.serve",
                                      description="Serve lesson 05's fused recommender over HTTP (FastAPI + uvicorn).")

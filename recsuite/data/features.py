@@ -75,7 +75,7 @@ def genre_drift(sequences, item_genres, split: float = 0.5) -> np.ndarray:
     the drift is the Jensen-Shannon divergence of the two, base 2 (0 = the same mix, 1 = no genre in common).
     NaN for a history with fewer than two items or a part without genres.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     g = checks.array("item_genres", item_genres, ndim=2)
     if (g < 0).any():

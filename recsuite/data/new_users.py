@@ -16,7 +16,7 @@ which is per user and not cut at one moment in time: a training user's ratings m
 ``check`` asserts what the split does guarantee: none of a new user's own ratings reaches a model, and their
 revealed ratings precede their truth.
 
-Introduced in notebooks/12_new_users.ipynb
+Introduced in notebooks/14_new_users.ipynb
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class NewUserSplit:
     Build it with ``make_new_user_split``. ``valid_users`` and ``test_users`` split ``users``; ``ineligible``
     counts the users that could not be held out (no more than ``n_max`` warm interactions), who stay training users.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
 
     protocol: Protocol
@@ -226,7 +226,7 @@ def make_new_user_split(protocol=None, share: float = 0.2, n_max: int = 10, vali
     from the eligible ones with ``seed``; ``valid_share`` of them form the validation slice. Raises ValueError
     when fewer eligible users exist than the share asks for.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     protocol = resolve_protocol(protocol)
     share = checks.number("share", share, low=0.0, high=1.0)

@@ -153,7 +153,7 @@ def time_order(users, timestamps, items) -> np.ndarray:
     Equal timestamps are common (MovieLens stores rating times to the second), so the item index decides
     among them and the order never depends on the row order of a frame.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     u, t, i = np.asarray(users), np.asarray(timestamps), np.asarray(items)
     if not (u.ndim == t.ndim == i.ndim == 1) or not len(u) == len(t) == len(i):
@@ -230,7 +230,7 @@ class Protocol:
         Ties in time are broken by item index; a user with no history gets an empty array. This is the
         order a sequential model or a language-model prompt reads a history in.
 
-        Introduced in notebooks/05b_llm_recommenders.ipynb
+        Introduced in notebooks/10_llm_recommenders.ipynb
         """
         f = self.history_frame(eval_set)
         users, items = f.user_idx.to_numpy(np.int64), f.item_idx.to_numpy(np.int64)
@@ -243,7 +243,7 @@ class Protocol:
 
         The next-item view of a split: what a sequential model is built to predict, one item per user.
 
-        Introduced in notebooks/11_sequential.ipynb
+        Introduced in notebooks/13_sequential.ipynb
         """
         self._check_eval_set(eval_set)
         f = self.frame(eval_set)

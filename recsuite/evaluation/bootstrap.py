@@ -59,7 +59,7 @@ class PairedDifference:
         return NOISE_FLOOR / abs(self.mean_b) if self.relative else NOISE_FLOOR
 
     def verdict(self, min_effect: float | None = None) -> str:
-        """"higher" / "lower" when the interval excludes 0 and |diff| > the floor, else "indistinguishable".
+        """"higher" / "lower" when the interval excludes 0 and ``|diff|`` > the floor, else "indistinguishable".
 
         The floor is ``self.floor`` (the course's ``NOISE_FLOOR``); ``min_effect`` replaces it, in the units of
         ``diff``, for a metric off the 0–1 scale or a noise floor measured for another setting.

@@ -9,7 +9,7 @@ equal scores keep the rows' order (the earlier row ranks first), so a frame laid
 ``metrics.topk_from_scores`` does. Every per-user computation is one sort of all rows and grouped sums, with no
 loop over users.
 
-Introduced in notebooks/14_multitask.ipynb
+Introduced in notebooks/16_multitask.ipynb
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def auc(labels, scores) -> float:
     score, tied scores sharing their average rank (a tied pair counts 1/2); equal to scikit-learn's
     ``roc_auc_score`` (Hanley & McNeil 1982). Both classes must be present.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     y = _column("labels", labels)
     _same_rows({"labels": labels, "scores": scores})
@@ -175,7 +175,7 @@ def per_user_auc(users, labels, scores) -> pd.Series:
     The mean over users weights each user equally, unlike the pooled ``auc`` of all rows, which compares
     candidates of different users too.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     _same_rows({"users": users, "labels": labels, "scores": scores})
     u = _users(users)
@@ -196,7 +196,7 @@ def grouped_ndcg(users, labels, scores, k: int = 10, gains=None) -> pd.Series:
     binary labels on rows that are a user × whole-catalogue grid in item order, the values are those of
     ``metrics.per_user_metrics`` for ``topk_from_scores`` lists.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     _same_rows({"users": users, "labels": labels, "scores": scores, "gains": gains})
     u = _users(users)
@@ -221,7 +221,7 @@ def mean_of_top(users, values, scores, k: int = 10) -> pd.Series:
     Which users get NaN depends on the scores, so two models' Series may have NaN for different users: compare
     them on the users where both have a value (``paired_bootstrap`` refuses unequal NaN patterns).
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     _same_rows({"users": users, "values": values, "scores": scores})
     u = _users(users)

@@ -15,7 +15,7 @@ Three questions about the same ``topk`` (int ndarray (n_users, >= k), padded wit
 Gaps and differences come back as ``bootstrap.PairedDifference`` so that ``.verdict()`` applies the course's one
 rule. Item groups are int ids 0..G-1, one per item (``pd.Categorical(labels).codes`` turns labels into ids).
 
-Introduced in notebooks/13_fairness.ipynb
+Introduced in notebooks/15_fairness.ipynb
 """
 
 from __future__ import annotations
@@ -185,20 +185,20 @@ def recommended_popularity(topk, item_popularity, k: int = 10) -> np.ndarray:
     ``item_popularity`` holds one count per item (``Protocol.item_popularity``). Slots holding -1 (no item) are
     left out; a user whose list is empty gets NaN.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     pop = checks.array("item_popularity", item_popularity, ndim=1, nonnegative=True, empty=False)
     return _slot_mean(_lists(topk, k, len(pop), "item_popularity"), pop)
 
 
 def arp(topk, item_popularity, k: int = 10) -> float:
-    """Average Recommendation Popularity: ARP = 1/|U| Σ_u Σ_{i ∈ L_u} φ(i) / |L_u|, φ(i) = interactions of i.
+    """Average Recommendation Popularity: ``ARP = 1/|U| Σ_u Σ_{i ∈ L_u} φ(i) / |L_u|``, φ(i) = interactions of i.
 
     Yin et al. 2012, "Challenging the Long Tail Recommendation", VLDB; Abdollahpouri et al. 2019, "Managing
     Popularity Bias in Recommender Systems with Personalized Re-ranking", FLAIRS. The mean of
     ``recommended_popularity`` over the users with a non-empty list; higher = more popularity bias.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     return _mean_of_lists(recommended_popularity(topk, item_popularity, k), "arp")
 
@@ -210,20 +210,20 @@ def long_tail_share(topk, tail, k: int = 10) -> np.ndarray:
     ``item_popularity_bucket(pop) == "tail"`` (choose whether never-seen items count as tail). NaN for an
     empty list.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     t = _tail_mask(tail)
     return _slot_mean(_lists(topk, k, len(t), "tail"), t.astype(np.float64))
 
 
 def aplt(topk, tail, k: int = 10) -> float:
-    """Average Percentage of Long Tail items: APLT = 1/|U| Σ_u |{i ∈ L_u : i ∈ Γ}| / |L_u|, Γ = the long tail.
+    """Average Percentage of Long Tail items: ``APLT = 1/|U| Σ_u |{i ∈ L_u : i ∈ Γ}| / |L_u|``, Γ the long tail.
 
     Abdollahpouri et al. 2019, "Managing Popularity Bias in Recommender Systems with Personalized Re-ranking",
     FLAIRS. The mean of ``long_tail_share`` over the users with a non-empty list: 0 when every list holds only
     head items, 1 when every list holds only tail items.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     return _mean_of_lists(long_tail_share(topk, tail, k), "aplt")
 
@@ -249,7 +249,7 @@ def exposure(topk, item_groups, k: int = 10, n_groups: int | None = None) -> np.
     ``item_groups`` holds one group id >= 0 per item (no item is left without a group: give such items a group
     of their own); ``n_groups`` defaults to the largest id + 1.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups, n_groups = _item_groups(item_groups, n_groups)
     return _exposure_rows(_lists(topk, k, len(groups), "item_groups"), groups, n_groups)
@@ -260,7 +260,7 @@ def exposure_shares(topk, item_groups, k: int = 10, n_groups: int | None = None)
 
     Every user weighs the same (each row sums to 1), so the shares sum to 1.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     rows = exposure(topk, item_groups, k, n_groups)
     keep = ~np.isnan(rows[:, 0])
@@ -278,7 +278,7 @@ def merit_shares(interactions, item_groups, n_groups: int | None = None) -> np.n
     proportional to merit is Singh & Joachims' (2018, "Fairness of Exposure in Rankings", KDD) disparate-
     treatment constraint, with the group's popularity as its utility.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups, n_groups = _item_groups(item_groups, n_groups)
     if sp.issparse(interactions):
@@ -300,7 +300,7 @@ def _distance(shares: np.ndarray, merit: np.ndarray) -> np.ndarray:
 
 
 def disparate_exposure(topk, item_groups, merit, k: int = 10) -> float:
-    """Total-variation distance ½ Σ_g |E_g − M_g| between exposure shares E and merit shares M.
+    """Total-variation distance ``½ Σ_g |E_g − M_g|`` between exposure shares E and merit shares M.
 
     Singh & Joachims' (2018, "Fairness of Exposure in Rankings", KDD) disparate exposure — exposure out of
     proportion to merit — measured as a distance between shares: 0 when every group's exposure share equals its
@@ -308,7 +308,7 @@ def disparate_exposure(topk, item_groups, merit, k: int = 10) -> float:
     ``merit_shares``; counts are normalised to shares); its length sets the number of groups. E is
     ``exposure_shares``.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups, n_groups = _item_groups(item_groups)
     m = _merit(merit, n_groups)
@@ -320,9 +320,9 @@ def exposure_table(topk, item_groups, merit, k: int = 10, names=None) -> pd.Data
 
     A ratio above 1 means the group gets more exposure than its share of the interactions; NaN where the
     group has no merit. ``names`` labels the groups (one str per group of ``merit``); the index is then the
-    names, else the group ids. ``disparate_exposure`` is ½ Σ |exposure − merit| of this table.
+    names, else the group ids. ``disparate_exposure`` is ``½ Σ |exposure − merit|`` of this table.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups, n_groups = _item_groups(item_groups)
     m = _merit(merit, n_groups)
@@ -365,7 +365,7 @@ def disparity_interval(topk, item_groups, merit, k: int = 10, n_boot: int = 1000
     resample's mean exposure rows. A distance is never negative and is biased upwards in small samples, so the
     interval says how precisely it is measured, not whether it is 0; compare two lists with ``paired_disparity``.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     value = disparate_exposure(topk, item_groups, merit, k)
     groups, n_groups = _item_groups(item_groups)
@@ -386,7 +386,7 @@ def paired_disparity(topk_a, topk_b, item_groups, merit, k: int = 10, n_boot: in
     that of the difference; ``.verdict()`` applies the course's one rule ("lower" = A is fairer). ``mean_a`` and
     ``mean_b`` hold the two disparities, ``n_users`` the users (rows).
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     groups, n_groups = _item_groups(item_groups)
     m = _merit(merit, n_groups)
@@ -418,7 +418,7 @@ def group_table(per_user, groups, n_boot: int = 1000, seed: int = 0, level: floa
     never a dropped user. The interval is a percentile bootstrap over the group's users (Efron & Tibshirani
     1993); NaN for a group with fewer than 2 users.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     v = per_user_values("per_user", per_user)
     cat = _labels("groups", groups, per_user)
@@ -465,7 +465,7 @@ def group_gap(per_user, groups, a, b, n_boot: int = 1000, seed: int = 0, level: 
     ``PairedDifference`` (``n_users`` = users with a value in a and b together, ``relative=False``) so that
     ``.verdict()`` and ``.report()`` apply the course's one rule. NaN values (no relevant items) are skipped.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     v, cat, ca, cb = _two_groups(per_user, groups, a, b)
     n_boot, rng, level = _boot_args(n_boot, seed, level)
@@ -494,7 +494,7 @@ def gap_within_strata(per_user, groups, strata, a, b, n_boot: int = 1000, seed: 
     A stratum where a or b has fewer than 2 users keeps its row with NaN gap, interval and ``weight`` 0, and
     ``verdict`` "skipped"; it is left out of the pooled row, whose weights are renormalised over the rest.
 
-    Introduced in notebooks/13_fairness.ipynb
+    Introduced in notebooks/15_fairness.ipynb
     """
     v, cat, ca, cb = _two_groups(per_user, groups, a, b)
     st = _labels("strata", strata, per_user)

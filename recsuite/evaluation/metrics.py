@@ -143,7 +143,7 @@ def _ranking(name: str, topk, truth, k: int) -> float:
 
 
 def ndcg_at_k(topk, truth, k: int = 10) -> float:
-    """NDCG@k with binary gain: DCG = Σ_i rel_i / log2(i + 1), IDCG over min(|rel|, k) hits.
+    """NDCG@k with binary gain: ``DCG = Σ_i rel_i / log2(i + 1)``, IDCG over ``min(|rel|, k)`` hits.
 
     Järvelin & Kekäläinen 2002. Introduced in notebooks/01_data_preprocessing.ipynb
     """
@@ -151,7 +151,7 @@ def ndcg_at_k(topk, truth, k: int = 10) -> float:
 
 
 def recall_at_k(topk, truth, k: int = 10) -> float:
-    """Recall@k = hits in the top k / |rel| (RecBole's definition, not divided by min(|rel|, k)).
+    """Recall@k = hits in the top k / ``|rel|`` (RecBole's definition, not divided by ``min(|rel|, k)``).
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
@@ -159,7 +159,7 @@ def recall_at_k(topk, truth, k: int = 10) -> float:
 
 
 def precision_at_k(topk, truth, k: int = 10) -> float:
-    """Precision@k = hits in the top k / k (always k, even when |rel| < k, as in RecBole).
+    """Precision@k = hits in the top k / k (always k, even when ``|rel| < k``, as in RecBole).
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """
@@ -183,7 +183,7 @@ def mrr_at_k(topk, truth, k: int = 10) -> float:
 
 
 def map_at_k(topk, truth, k: int = 10) -> float:
-    """MAP@k = Σ_i P@i · rel_i / min(|rel|, k).
+    """MAP@k = ``Σ_i P@i · rel_i / min(|rel|, k)``.
 
     Introduced in notebooks/01_data_preprocessing.ipynb
     """

@@ -5,7 +5,7 @@ catalogue. ``target_ranks`` gives both ranks for the same scores; ``rank_metrics
 and NDCG at k. The sampled numbers are far higher and need not order models as the full ones do, which is why
 the course ranks the full catalogue.
 
-Introduced in notebooks/11_sequential.ipynb
+Introduced in notebooks/13_sequential.ipynb
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def target_ranks(scores, targets, *, seen=None, catalogue=None, exclude=None, n_
     Equal scores rank the lower item index first, as ``topk_from_scores`` does, so rank < k exactly when the
     target is in the top-k list. A user with fewer rankable items than ``n_negatives`` is refused.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     s = checks.score_matrix("scores", scores)
     n_users, n_items = s.shape
@@ -81,7 +81,7 @@ def rank_metrics(ranks, k: int = 10) -> pd.DataFrame:
 
     NaN ranks (no target) stay NaN, so ``.mean()`` averages over users with a target.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     r = np.asarray(ranks, dtype=np.float64)
     if r.ndim != 1:
@@ -99,7 +99,7 @@ def rank_metrics(ranks, k: int = 10) -> pd.DataFrame:
 def first_items(truth) -> np.ndarray:
     """(n_users,) the single item of each row of a one-item-per-user CSR (``Protocol.next_items``), -1 if none.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     m = checks.sparse("truth", truth)
     counts = np.diff(m.indptr)

@@ -64,7 +64,7 @@ class CandidateScorer(abc.ABC):
     The cross-encoder (``crossenc.CrossEncoderRanker``), the language model (``llmrank.LMRanker``) and any
     catalogue ``Scorer`` (``ScorerOnCandidates``) answer it, so one re-ranker is swapped for another in one line.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
 
     @abc.abstractmethod
@@ -83,7 +83,7 @@ class CandidateScorer(abc.ABC):
 class ScorerOnCandidates(CandidateScorer):
     """A catalogue ``Scorer`` read at the candidates: its score of each user's candidate items.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
 
     def __init__(self, scorer: Scorer):
@@ -99,7 +99,7 @@ class ScorerOnCandidates(CandidateScorer):
 class FactorScorer(Scorer):
     """A factor model as a ``Scorer``: score(u, i) = user_factors[u] . item_factors[i] (ALS, BPR, MLlib's ALS).
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
 
     def __init__(self, user_factors, item_factors):

@@ -8,7 +8,7 @@
 * ``genre_sentence``: a stated preference ("I like comedy and romance films") from genres a user picked or the
   genres of the items they revealed, for the content model to rank from.
 
-Introduced in notebooks/12_new_users.ipynb
+Introduced in notebooks/14_new_users.ipynb
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class DemographicPopularity:
     None, means "not given") the shares of the first level whose columns they all gave and whose cell was kept,
     ending with everyone (plain popularity). Overall popularity times ``TIE_WEIGHT`` breaks ties within a cell.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
 
     def __init__(self, levels=DEMOGRAPHIC_LEVELS, min_users: int = 20):
@@ -126,7 +126,7 @@ def demographic_popularity(history, groups: pd.DataFrame, users, min_users: int 
     per scored user (indexed by user index): ``level`` (the columns used, "everyone" for the last) and
     ``cell_users``. ``DemographicPopularity`` is the same fit kept for scoring new people one at a time.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     model = DemographicPopularity(levels, min_users)
     X = checks.interactions("history", history)
@@ -149,7 +149,7 @@ def als_fold_in(item_factors, rows, regularization: float, alpha: float = 1.0) -
     milliseconds, no refit. A row without items gets the zero factor (every item scores 0). This is the
     solve ``implicit``'s ``recalculate_user`` does (solved here in float64).
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     Y = checks.array("item_factors", item_factors, ndim=2)
     R = checks.sparse("rows", rows, shape=(None, Y.shape[0]), nonnegative=True)
@@ -179,7 +179,7 @@ def genre_sentence(genres, prefix: str = "I like", suffix: str = "films") -> str
     The genres are taken in the order given, repeats dropped; none gives "" (nothing stated). The text is what a
     new user might type, for ``semantic.encode_texts`` and a cosine against the item vectors.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     if isinstance(genres, str) or not isinstance(genres, (list, tuple, np.ndarray, pd.Index, pd.Series)):
         raise TypeError(f"genres must be a list of genre names, got {checks.describe(genres)}")

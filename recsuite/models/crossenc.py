@@ -43,7 +43,7 @@ class CrossEncoder(torch.nn.Module):
     weights drawn with ``seed`` and a zero bias. Pairs longer than ``max_length`` tokens are cut from the
     longer side first (``longest_first``), so a long history never pushes the item out.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, max_length: int = 128, seed: int = 0):
@@ -112,7 +112,7 @@ def sample_negatives(users, seen, n_negatives: int, weights=None, seed: int = 0,
     replacement, and every draw that hits an item in the user's row of ``seen`` is drawn again
     (rejection sampling). An item with weight 0 is never drawn. Deterministic in ``seed``.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     seen = checks.sparse("seen", seen)
     n_users, n_items = seen.shape
@@ -158,7 +158,7 @@ class CrossTrainConfig:
     without improvement (None: never) and restores the best weights. The names are those of
     ``two_tower.TrainConfig``, and both train in ``training.run_training``.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     max_steps: int = 60
@@ -210,7 +210,7 @@ def train(model, queries, positives, negatives, item_texts, config: CrossTrainCo
     ``stopped_early``, ``steps``, ``pairs`` (pairs seen), ``wall_time_s``, ``train_time_s``, ``eval_time_s``,
     ``pairs_per_s``, ``device`` and ``precision``.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     model = _check_model(model)
     config = CrossTrainConfig() if config is None else config
@@ -281,7 +281,7 @@ def rerank_scores(model, query_texts, candidates, item_texts, batch_size: int = 
     """Float32 ``(n_users, M)`` cross-encoder logits of each user's candidates: row u scores
     ``(query_texts[u], item_texts[candidates[u, j]])``; sort a row to re-rank it (``llmrank.order_by``).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     model = _check_model(model)
     texts = np.asarray(checks.texts("item_texts", item_texts), dtype=object)
@@ -296,7 +296,7 @@ def rerank_scores(model, query_texts, candidates, item_texts, batch_size: int = 
 class CrossEncoderRanker(CandidateScorer):
     """A ``CrossEncoder`` as a ``CandidateScorer``: the logit of (user's query text, candidate's item text).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     def __init__(self, model, query_texts, item_texts, batch_size: int = 64):

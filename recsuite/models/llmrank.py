@@ -68,7 +68,7 @@ def history_message(titles, max_items: int = 10) -> str:
     An empty history, or a missing or blank title in it, is a ValueError: the prompt would ask for "one
     more film" after none.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     titles = _check_titles("titles", titles)
     max_items = checks.positive_int("max_items", max_items)
@@ -78,7 +78,7 @@ def history_message(titles, max_items: int = 10) -> str:
 def listwise_message(titles, candidates, max_items: int = 10) -> str:
     """A listwise prompt: the history, then the candidates numbered in the order given.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     titles = _check_titles("titles", titles)
     candidates = _check_titles("candidates", candidates)
@@ -92,7 +92,7 @@ def listwise_message(titles, candidates, max_items: int = 10) -> str:
 def explanation_message(reasons, item: str) -> str:
     """Ask for one sentence explaining ``item`` by the history films ``reasons`` (``semantic.explain``'s).
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     reasons = _check_titles("reasons", reasons)
     item = checks.text("item", item)
@@ -129,7 +129,7 @@ class LMScorer(CausalLM):
     answer (its tokens and the end-of-turn token, ``end_of_answer``), so that "Star Wars" is not rewarded
     as the beginning of a longer title. ``batch_size`` candidates share one forward pass.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, device="auto",
@@ -256,7 +256,7 @@ class LMScorer(CausalLM):
 def candidate_block(candidates, m: int) -> np.ndarray:
     """The first ``m`` columns of a (n_users, C) candidate array, checked: no padding (-1) inside them.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     c = np.asarray(candidates)
     if c.ndim != 2 or (c.size and not np.issubdtype(c.dtype, np.integer)):
@@ -282,7 +282,7 @@ def zero_shot(scorer: LMScorer, histories, candidates, titles, m: int = 20, max_
     display title of every item index (a missing or blank one is a ValueError naming the index). Returns a
     ``LogLik`` aligned with ``candidates[:, :m]``.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     if not isinstance(scorer, LMScorer):
         raise TypeError(f"scorer must be an LMScorer, got {checks.describe(scorer)}")
@@ -315,7 +315,7 @@ class LMRanker(CandidateScorer):
 
     ``histories`` holds, per user index, the item indices of the user's history, oldest first.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
 
     def __init__(self, scorer: LMScorer, histories, titles, max_items: int = 10, normalise: str = "mean"):
@@ -339,7 +339,7 @@ class LMRanker(CandidateScorer):
 def order_by(candidates, scores) -> np.ndarray:
     """Candidates re-ordered by descending score per row (ties keep the candidates' order).
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     c, s = np.asarray(candidates), checks.array("scores", scores, ndim=2, finite=False)
     if c.shape != s.shape:
@@ -389,7 +389,7 @@ def named_titles(text: str, catalogue_titles) -> list[str]:
     catalogue title ("One Flew Over the Cuckoo's Eggshell (1975)"), and a short quoted or starred span
     (at most six words, capitalised, holding no catalogue title).
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     text = checks.text("text", text, empty=True)
     names = [_name(t) for t in _check_titles("catalogue_titles", catalogue_titles)]
@@ -456,7 +456,7 @@ def check_explanation(text: str, history_titles, item_title: str, catalogue_titl
     a year only when that title and year are in the history or the item ("The Empire Strikes Back (1987)"
     is not the 1980 film the user watched). Invented titles (``named_titles``' "?" names) are never allowed.
 
-    Introduced in notebooks/05b_llm_recommenders.ipynb
+    Introduced in notebooks/10_llm_recommenders.ipynb
     """
     allowed_titles = _check_titles("history_titles", history_titles) + [checks.text("item_title", item_title)]
     reasons = [] if isinstance(reasons, (list, tuple)) and not reasons else _check_titles("reasons", reasons)

@@ -11,7 +11,7 @@ One row is a (user, candidate item) pair described by numeric features; each row
 * ``fit_multitask`` (the package's one training loop, ``run_training``, with early stopping on the valid loss)
   and ``predict`` (probabilities and ratings as NumPy arrays).
 
-Introduced in notebooks/14_multitask.ipynb
+Introduced in notebooks/16_multitask.ipynb
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class FeatureScaler:
     A NaN at transform time in a column without a NaN in training is filled the same way, with no indicator
     (the width is fixed by training). Use ``FeatureScaler.fit(X_train).transform(X)``.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
 
     mean: np.ndarray  # (d,) float64
@@ -137,7 +137,7 @@ class MultiTaskModel(torch.nn.Module):
     ``forward(x)`` maps a (batch, n_features) float tensor to a dict of (batch,) tensors: for a binary task
     ``t`` the probability ``t`` and its logit ``t_logit`` (what the loss reads), for ``rating`` the raw value.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
 
     def __init__(self, n_features: int, tasks, dropout: float):
@@ -179,7 +179,7 @@ class SharedBottom(MultiTaskModel):
     output) per task. Tasks that disagree pull g in different directions (negative transfer), the problem MMoE
     addresses. ``seed`` fixes the initial weights (the global torch generator is left as it was).
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
 
     def __init__(self, n_features: int, hidden=(64,), tower=(32,), tasks=TASKS, dropout: float = 0.0,
@@ -205,7 +205,7 @@ class MMoE(MultiTaskModel):
     h_t per task. Tasks that need different features can weight different experts; with one expert every gate
     is 1 and the model is ``SharedBottom``. ``gates(x)`` returns the mixing weights.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
 
     def __init__(self, n_features: int, n_experts: int = 4, expert_hidden=(64,), tower=(32,), tasks=TASKS,
@@ -246,7 +246,7 @@ class ESMM(MultiTaskModel):
     logit(pCTCVR) = log p - log(1 - p) with log p = log s(a) + log s(b) and 1 - p = (1 - s(a)) + s(a)(1 - s(b))
     (a, b the CTR and CVR logits, s the sigmoid), both in log space, so no probability is clamped.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
 
     def __init__(self, n_features: int, hidden=(64,), tower=(32,), dropout: float = 0.0, rating: bool = True,
@@ -320,7 +320,7 @@ def multitask_loss(outputs, batch_labels, weights=None):
     L = mean over the rows whose label is not NaN of (r_hat - r)^2, and 0 when the batch has none. ``weights``
     (task -> w >= 0) defaults to 1 for every task. ``outputs`` is a model's ``forward`` dict.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     if not isinstance(outputs, Mapping):
         raise TypeError(f"outputs must be the dict a multi-task model returns, got {checks.describe(outputs)}")
@@ -424,7 +424,7 @@ def fit_multitask(model, X, labels, valid=None, *, epochs: int = 20, batch_size:
     ``valid_tasks`` (the per-task valid losses per evaluation), ``best_epoch`` (0: the starting weights),
     ``epochs_run``, ``steps_per_epoch`` and ``rows``.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     model = _check_model(model)
     x = _inputs("X", X, model)
@@ -497,7 +497,7 @@ def predict(model, X, batch_size: int = 4096, logits: bool = False) -> dict[str,
     Keys: ``model.outputs``, i.e. the probability of each binary task (ESMM: ``click`` = pCTR, ``like`` =
     pCTCVR, ``cvr`` = pCVR) and the predicted ``rating``; with ``logits`` also each ``<task>_logit``.
 
-    Introduced in notebooks/14_multitask.ipynb
+    Introduced in notebooks/16_multitask.ipynb
     """
     model = _check_model(model)
     x = _inputs("X", X, model)

@@ -4,7 +4,7 @@
   ``Trainer`` on our pre-split train/valid/test (RecBole's ``benchmark_filename`` atomic files), without
   ``recbole.quick_start``; the fitted model is a ``Scorer``.
 * ``fit_recbole_sequential``: RecBole's sequential recommenders (SASRec, GRU4Rec, ...) on the same split,
-  next item from the history (``RecBoleSequentialModel.score_sequences``; notebooks/11_sequential.ipynb).
+  next item from the history (``RecBoleSequentialModel.score_sequences``; notebooks/13_sequential.ipynb).
 * ``run_recbole_protocol``: RecBole's own protocol (its random 8:1:1 split), to set our numbers beside RecBole's.
 * ``recbole_crosscheck``: RecBole's evaluator against ``recsuite.evaluation.metrics`` on the same lists
   (``tie_sensitive_users`` says when ties could explain a gap).

@@ -6,7 +6,7 @@ next item with RecBole's own ``Trainer`` and returns a ``RecBoleSequentialModel`
 our items after any history. The general models live in ``recsuite.models.recbole``; every RecBole workaround in
 ``recsuite.models.recbole_compat``.
 
-Introduced in notebooks/11_sequential.ipynb
+Introduced in notebooks/13_sequential.ipynb
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class RecBoleSequentialModel:
     histories (e.g. ``Protocol.sequences("test")``). ``item_map`` holds, for each of our item indices,
     RecBole's internal id (0 = not in RecBole's id space: items in none of the written files).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
 
     name: str  # RecBole's model name, e.g. "SASRec"
@@ -101,7 +101,7 @@ class RecBoleSequentialModel:
         is empty (after the drop) gives a row of 0.0: the model needs at least one item to read, and a
         constant row ranks nothing above anything else, like ``RecBoleModel.scores`` for an unknown user.
 
-        Introduced in notebooks/11_sequential.ipynb
+        Introduced in notebooks/13_sequential.ipynb
         """
         torch = require("torch", "text")
         from recbole.data.interaction import Interaction
@@ -139,7 +139,7 @@ def recbole_sequential_models() -> tuple[str, ...]:
     """The names ``fit_recbole_sequential`` accepts: RecBole 1.2.1's sequential recommenders that read item
     histories alone (no item features, knowledge graph or user id), spelt as RecBole spells them.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     patch_recbole()  # before the first import of RecBole's sequential models (recbole_compat, row 9)
     import recbole.model.sequential_recommender as sequential
@@ -280,7 +280,7 @@ def fit_recbole_sequential(model: str, train_df, valid_df, test_df, n_users: int
     BERT4Rec, CORE, FEARec, GCSAN, LightSANs, NARM, NextItNet, RepeatNet, SRGNN and STAMP fit and score
     on synthetic data; GRU4RecCPR and SASRecCPR need more items than their ``reranker_CAN_NUM`` (100).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     patch_recbole()
     model_class = _sequential_model(model)

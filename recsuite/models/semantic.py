@@ -339,7 +339,7 @@ _center = center  # user_profiles has an argument named ``center``
 def user_profiles(history, item_vectors, center: bool = False) -> np.ndarray:
     """``(n_users, d)`` float32 profiles: the L2-normalised mean of each user's history item vectors.
 
-    p_u = normalise(sum_{i in H(u)} v_i / |H(u)|), computed for all users at once as a sparse product
+    ``p_u = normalise(sum_{i in H(u)} v_i / |H(u)|)``, computed for all users at once as a sparse product
     (stored values are ignored, every non-zero entry counts once). With ``center=True`` the item
     vectors are centred first (see ``center``). A user with an empty history gets the zero vector, which
     scores 0 against every item; give such users another recommender (popularity) or a text profile.

@@ -13,7 +13,7 @@ catalogue from the items read last.
   steps, scored from the user's last items.
 * ``SequenceScorer``: any of them as a ``Scorer`` over a fixed set of histories.
 
-Introduced in notebooks/11_sequential.ipynb
+Introduced in notebooks/13_sequential.ipynb
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def pad_last(sequences, max_len: int, n_items: int) -> np.ndarray:
 
     Token = item index + 1, so the last column always holds the most recent item.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     max_len = checks.positive_int("max_len", max_len)
     seqs = checks.sequences("sequences", sequences, n_items)
@@ -61,7 +61,7 @@ def training_windows(sequences, max_len: int, n_items: int) -> tuple[np.ndarray,
     inputs are its items but the last and its targets the items one step later, so every item but a user's
     first is a target exactly once per epoch and never sees itself or a later item.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     max_len = checks.positive_int("max_len", max_len)
     seqs = checks.sequences("sequences", sequences, n_items)
@@ -83,7 +83,7 @@ def training_windows(sequences, max_len: int, n_items: int) -> tuple[np.ndarray,
 def shuffle_within(sequences, seed: int) -> list[np.ndarray]:
     """Each history with its items in a seeded random order: the same sets, no order to learn from.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     rng = np.random.default_rng(checks.seed("seed", seed))
     return [rng.permutation(np.asarray(s)) for s in sequences]
@@ -97,7 +97,7 @@ def attention_mask(tokens, n_heads: int):
     Position i attends to j <= i holding an item; a padding position attends to itself only, so no row of the
     softmax is empty (an all-masked row would give NaN) and nothing real ever reads padding.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     L = tokens.shape[1]
     later = torch.triu(torch.ones(L, L, dtype=torch.bool, device=tokens.device), diagonal=1)
@@ -110,7 +110,7 @@ def attention_mask(tokens, n_heads: int):
 class SASRecBlock(torch.nn.Module):
     """One SASRec block: x + Dropout(Attention(LayerNorm(x))), then x + Dropout(FFN(LayerNorm(x))).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
 
     def __init__(self, dim: int, n_heads: int, dropout: float):
@@ -136,7 +136,7 @@ class SASRec(torch.nn.Module):
     projection of fixed ``item_features`` (E = X W), or their sum (the ID part then starts at zero, so training
     begins from the text vectors). Token 0 is padding; item i is token i + 1.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
 
     def __init__(self, n_items: int, dim: int = 64, n_blocks: int = 2, n_heads: int = 1, max_len: int = 50,
@@ -217,7 +217,7 @@ def score_sequences(model, sequences, batch_size: int = 256) -> np.ndarray:
     An empty history reads padding only, which every block zeroes: its scores are <b, e_i> with b the final
     LayerNorm's bias, the same for every such user (a prior the model learned).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     model = check_sasrec(model)
     batch_size = checks.positive_int("batch_size", batch_size)
@@ -244,7 +244,7 @@ def next_item_loss(model, inputs, targets, loss: str = "softmax", catalogue=None
     -log sigma(s_pos) - log(1 - sigma(s_neg)) with one negative drawn uniformly from the catalogue per position
     (Petrov & Macdonald 2023, gSASRec, show that so few negatives make the model overconfident about popular items).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     checks.one_of("loss", loss, LOSSES)
     table = model.item_table()
@@ -274,7 +274,7 @@ def train_sasrec(model, sequences, *, epochs: int = 30, batch_size: int = 128, l
     without improvement and the best epoch's weights come back (``run_training``). Returns the history
     (``loss`` per step, ``valid`` per epoch, ``best_step``/``best_epoch``, times).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
     model = check_sasrec(model)
     epochs, batch_size = checks.positive_int("epochs", epochs), checks.positive_int("batch_size", batch_size)
@@ -325,7 +325,7 @@ class ItemTransitions:
     is T with each row divided by its sum (the chance of b coming next after a). ``gap = 1`` is a first-order
     Markov chain (Rendle et al. 2010 factorise one); larger gaps smooth it over near neighbours.
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
 
     def __init__(self, n_items: int, gap: int = 3, last: int = 5, decay: float = 0.7):
@@ -373,7 +373,7 @@ class SequenceScorer(Scorer):
     ``ItemTransitions.scores`` or ``RecBoleSequentialModel.score_sequences``; ``sequences`` has one history per
     user (``Protocol.sequences(eval_set)``).
 
-    Introduced in notebooks/11_sequential.ipynb
+    Introduced in notebooks/13_sequential.ipynb
     """
 
     def __init__(self, score_fn, sequences, n_items: int):

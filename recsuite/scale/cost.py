@@ -3,7 +3,7 @@
 ``synthetic_interactions`` grows MovieLens-100K in users; ``run_pipeline`` times each step on one engine;
 ``cost_run`` runs it in a fresh process and measures wall time and the peak memory of the whole process tree.
 
-Introduced in notebooks/10_spark_scaling.ipynb
+Introduced in notebooks/12_spark_scaling.ipynb
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def synthetic_interactions(interactions: pd.DataFrame, scale: int, seed: int = 0
     (the sparsity pattern of the original); the swaps keep the copies from being exact duplicates, which
     would make ALS's job artificially easy. ``scale=1`` returns the original rows.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     checks.columns("interactions", interactions, list(COLUMNS))
     if interactions.empty:
@@ -96,7 +96,7 @@ def run_pipeline(engine: str, scale: int = 1, seed: int = 0, k: int = 10, rank: 
     Returns seconds per step (``STEPS``: "start" is Spark's JVM start, 0 for implicit) and the test NDCG@k.
     Run it through ``cost_run`` to measure it in a fresh process with its peak memory.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     checks.one_of("engine", engine, ("spark", "implicit"))
     log = synthetic_interactions(load_movielens_100k().interactions, scale, seed=seed)
@@ -186,7 +186,7 @@ def cost_run(engine: str, scale: int = 1, timeout: float = 900, **params) -> dic
     other error the whole process tree is killed and waited for before the exception propagates, so the next
     run never starts beside a dying JVM.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     checks.one_of("engine", engine, ("spark", "implicit"))
     scale = checks.positive_int("scale", scale)

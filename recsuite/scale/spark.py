@@ -63,7 +63,7 @@ class JavaNotFound(RuntimeError):
 def java_version(java_home) -> int | None:
     """The major version of the Java runtime in ``java_home`` (8, 11, 17, ...), or None when it does not run.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     if not isinstance(java_home, (str, os.PathLike)):
         raise TypeError(f"java_home must be a str or a path (a JDK's folder), got {checks.describe(java_home)}")
@@ -103,7 +103,7 @@ def find_java_home() -> Path:
     Raises ``JavaNotFound`` at once, naming every candidate and why it was refused, when none runs a Java in
     ``SUPPORTED_JAVA`` (pyspark 3.5 refuses others or fails later with an obscure gateway error).
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     tried = []
     for where, home in _candidates():
@@ -140,7 +140,7 @@ def session(master: str = "local[2]", driver_memory: str = "2g", partitions: int
     one per process; with ``checkpoint_dir=None`` it keeps its checkpoint folder), so call ``stop()`` on it
     before asking for another master.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     master = checks.text("master", master)
     driver_memory = _check_memory("driver_memory", driver_memory)
@@ -214,7 +214,7 @@ def _check_frame(name: str, sdf, needed=COLUMNS):
 def to_spark(spark, frame: pd.DataFrame, columns=COLUMNS):
     """The pandas interactions ``frame`` (its ``columns``) as a Spark DataFrame, through Arrow.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     _check_session(spark)
     if not isinstance(frame, pd.DataFrame):
@@ -237,7 +237,7 @@ def split(interactions, ratios=(0.8, 0.1, 0.1), cold_frac: float = 0.1, seed: in
     (``row_number`` over timestamp, then item id) and cut as ``split.temporal_user_split`` cuts them:
     valid and test get ``floor(ratio * n)`` rows each, at least one when n >= 3.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -288,7 +288,7 @@ def als_fit(history, rank: int = 64, max_iter: int = 15, reg_param: float = 0.1,
     its values are about 1/100 of implicit's on MovieLens. ``blocks`` sets the user and item blocks (None:
     the shuffle partitions); ``checkpoint_interval`` takes effect once a checkpoint directory is set.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
@@ -317,7 +317,7 @@ def als_scorer(model, index) -> FactorScorer:
     0. The factors take (n_users + n_items) x rank floats on the driver: ML-100K's fit easily; a catalogue that
     does not should rank with ``als_topk`` on the cluster instead.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     if not isinstance(index, IndexMap):
         raise TypeError(f"index must be a recsuite.data.index.IndexMap, got {checks.describe(index)}")
@@ -428,7 +428,7 @@ def als_topk(model, history, k: int = 10, users=None, method: str = "broadcast")
     users. Returns a DataFrame (user_id, rank, item_id, score), rank 1 first, ties by item id; users the model
     does not know get no rows.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     from pyspark.ml.recommendation import ALSModel
 
@@ -445,7 +445,7 @@ def als_topk(model, history, k: int = 10, users=None, method: str = "broadcast")
 def topk_array(top, index, k: int = 10) -> np.ndarray:
     """A (user_id, rank, item_id) frame (Spark or pandas) as the suite's ``(index.n_users, k)`` int array, -1 padded.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     k = checks.positive_int("k", k)
     if not isinstance(index, IndexMap):
@@ -482,7 +482,7 @@ def ranking_metrics(top, truth, k: int = 10, metrics=tuple(_EVALUATOR)) -> dict:
     user with an empty truth set as 0); a user with truth but no list scores 0 and is counted in
     ``users_without_list``. Returns {"ndcg@k", "precision@k", "recall@k", "map@k", "users", "users_without_list"}.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     from pyspark.ml.evaluation import RankingEvaluator
     from pyspark.sql import functions as F
@@ -525,7 +525,7 @@ def embed_texts(spark, texts, model=None, batch_size: int = 64, partitions: int 
     rather than oversubscribed. On a cluster ``model`` must be a path every worker can read (or a cached
     Hub id); the vectors come back to the driver, which is where the lessons use them.
 
-    Introduced in notebooks/10_spark_scaling.ipynb
+    Introduced in notebooks/12_spark_scaling.ipynb
     """
     _check_session(spark)
     texts = checks.texts("texts", texts)

@@ -17,7 +17,7 @@ than k) and their scores. Three kinds, one per idea of the lesson:
 Quality is recall@k against exact search (``recall_at_k``), cost is the time per query, the build time and
 the bytes the index holds (``index_bytes``); ``sweep`` measures all of them into one table.
 
-Introduced in notebooks/09b_serving.ipynb
+Introduced in notebooks/11_serving.ipynb
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def synthetic_catalogue(n_items: int, dim: int = 384, n_queries: int = 1000, n_c
     (the items do not change with ``n_queries``). Generated in chunks, so the peak memory is the output
     plus ~40 MB. ``n_clusters`` defaults to round(sqrt(n_items)).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     n_items = C.positive_int("n_items", n_items)
     dim = C.integer("dim", dim, low=2)
@@ -167,7 +167,7 @@ def build_index(vectors, kind: str, *, seed: int = 0, **params) -> "faiss.Index"
       bytes per vector plus its id; the cells' k-means is spherical (faiss's default for inner product).
     - exact: no parameters; ``seed`` is unused.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     kind = C.one_of("kind", kind, tuple(KINDS))
     x = _vectors("vectors", vectors)
@@ -234,7 +234,7 @@ def search(index, queries, k: int = 10, *, ef_search: int | None = None, nprobe:
     setting (faiss defaults: efSearch 16, nprobe 1). A knob that does not apply to the index is an error.
     Ids are -1 where the index found fewer than k items.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     index = _index(index)
     q = _vectors("queries", queries)
@@ -274,7 +274,7 @@ def scores_of(vectors, queries, ids) -> np.ndarray:
 
     Use it to judge an index whose own scores are approximate (IVF-PQ computes them from codes).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     x = C.array("vectors", vectors, ndim=2, dtype=np.float32, empty=False)
     q = C.array("queries", queries, ndim=2, dtype=np.float32, shape=(None, x.shape[1]))
@@ -295,7 +295,7 @@ def scores_of(vectors, queries, ids) -> np.ndarray:
 
 def recall_at_k(found_ids, exact_ids, k: int = 10, *, found_scores=None, exact_scores=None,
                 tol: float = 1e-6) -> float:
-    """Recall@k of an approximate search: the mean over queries of |found[:k] ∩ exact[:k]| / k.
+    """Recall@k of an approximate search: the mean over queries of ``|found[:k] ∩ exact[:k]| / k``.
 
     The standard ANN measure against exact search (as in ann-benchmarks, Aumüller et al. 2020). An id of -1
     (faiss's "no result") and a repeated id count as misses. Ties: when several items share the k-th best
@@ -304,7 +304,7 @@ def recall_at_k(found_ids, exact_ids, k: int = 10, *, found_scores=None, exact_s
     (exact search's scores, (n, >= k)), a found id outside exact[:k] also counts when its score is
     >= the k-th exact score − ``tol``. Either way the result is in [0, 1].
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     found = _ids("found_ids", found_ids)
     exact = _ids("exact_ids", exact_ids)
@@ -348,7 +348,7 @@ def recall_at_k(found_ids, exact_ids, k: int = 10, *, found_scores=None, exact_s
 def index_bytes(index) -> int:
     """The bytes ``index`` holds, as faiss saves it: len(faiss.serialize_index(index)), counted without the copy.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     index = _index(index)
     total = 0
@@ -371,7 +371,7 @@ def threads(n: int):
     faiss parallelises over queries and, when building, over vectors; timings in a table depend on it, so
     a lesson that compares speeds says how many threads it used. The setting is process-wide.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     n = C.positive_int("n", n)
     before = faiss.omp_get_max_threads()
@@ -441,7 +441,7 @@ def sweep(vectors, queries, indexes: Mapping | None = None, k: int = 10, *, seed
     table is checked for that. Each index is freed before the next is built, so the peak memory is
     ``vectors`` plus the largest index.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     x = _vectors("vectors", vectors)
     q = _vectors("queries", queries)

@@ -75,7 +75,7 @@ def quantize_dynamic(model: str | os.PathLike = DEFAULT_MODEL, per_channel: bool
     the whole batch: this, not the weights, is where most of the fidelity goes. The network is a deep copy:
     the fp32 encoder that ``load_encoder`` caches is left untouched.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     source, _, fingerprint = model_identity(model)
     per_channel = checks.flag("per_channel", per_channel)
@@ -112,7 +112,7 @@ def onnx_int8_path(path: str | os.PathLike | None = None, sha256: str | None = N
     A given ``path`` is checked against ``sha256`` (default: the packaged file's, so a copy of it is verified
     too). A missing package or file raises ``FileNotFoundError``, a different file ``ValueError``.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     if sha256 is not None:
         sha256 = checks.text("sha256", sha256).strip().lower()
@@ -151,7 +151,7 @@ MATMUL_KINDS = {"query": "attention/self/query/MatMul", "key": "attention/self/k
 #: the item texts); keeping any of them costs more speed than the 2x goal leaves (``QINT8_FRONTIER``).
 QINT8_KEEP_FP32: tuple[str, ...] = ()
 #: Keep sets ordered by that measured sensitivity, from all-int8 to every FFN output in fp32: the speed-fidelity
-#: frontier that ``benchmarks/bench_encode.py`` and lesson 09b measure.
+#: frontier that ``benchmarks/bench_encode.py`` and lesson 11 measure.
 QINT8_FRONTIER: dict[str, tuple[str, ...]] = {
     "every MatMul int8": (),
     "layer 0 FFN out fp32": ("layer.0.ffn_out",),
@@ -188,7 +188,7 @@ def qint8_onnx_path(model: str | os.PathLike = DEFAULT_MODEL, keep_fp32=QINT8_KE
     ``keep_fp32`` and the torch and onnxruntime versions, written whole and trusted by content
     (``core.cache.built_folder``). Needs the ``onnx`` package (``onnx==1.17.0`` beside NumPy 1.26).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     torch = require("torch", "text")
     ort = require("onnxruntime", "serve")
@@ -264,7 +264,7 @@ class OnnxEncoder:
     the model whose tokenizer matches the export (the fp32 MiniLM); ``threads`` is onnxruntime's
     ``intra_op_num_threads`` (None: ``torch.get_num_threads()``, so both runtimes use the same cores).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     def __init__(self, path: str | os.PathLike | None = None, sha256: str | None = None,
@@ -296,7 +296,7 @@ class OnnxEncoder:
                progress: bool = True) -> np.ndarray:
         """Float32 ``(n, d)`` embeddings of ``texts`` in input order (batched as ``encoders.encode_batches``).
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         texts = checks.texts("texts", texts)
         batch_size = checks.positive_int("batch_size", batch_size)
@@ -311,7 +311,7 @@ def onnx_encoder(threads: int | None = None, backend: str = "onnx-int8") -> Onnx
     """The ONNX encoder of ``backend`` (``"onnx-int8"``: the packaged export; ``"onnx-qint8"``: ``qint8_onnx_path``)
     with ``threads`` intra-op threads, built once per process.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     torch = require("torch", "text")
 
@@ -342,7 +342,7 @@ def encode(texts, backend: str = "fp32", batch_size: int = 64, normalize: bool =
     text the same vector in any batch. ``threads`` sets onnxruntime's intra-op threads and is
     refused for the torch backends, which use ``torch.set_num_threads``.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     backend = checks.one_of("backend", backend, BACKENDS)
     texts = checks.texts("texts", texts)
@@ -379,7 +379,7 @@ def size_on_disk(backend: str) -> int:
     verified ``.onnx`` file (graph and weights in one); ``"onnx-qint8"``: the quantised ``.onnx`` file built by
     ``qint8_onnx_path``. Tokenizer files, the same for all four, are not counted.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     backend = checks.one_of("backend", backend, BACKENDS)
     if backend == "fp32":
@@ -404,7 +404,7 @@ def cosine_to_reference(vectors, reference) -> np.ndarray:
 
     cos_i = v_i . r_i / (||v_i|| ||r_i||); a lesson reports its mean and its minimum (the worst text).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     v = checks.array("vectors", vectors, ndim=2, dtype=np.float64, empty=False)
     r = checks.array("reference", reference, ndim=2, dtype=np.float64, empty=False)

@@ -1,6 +1,6 @@
 """A new user served: demographics, a few liked titles and/or a sentence -> top-k, with the blend chosen for that n.
 
-``NewUserRecommender`` holds what lesson 12 fit and chose: demographic popularity
+``NewUserRecommender`` holds what lesson 14 fit and chose: demographic popularity
 (``cold_start.DemographicPopularity``), the personal models that read a user's liked items (functions of a one-row
 CSR, e.g. EASE's x B or an ALS fold-in), and the blend chosen on the validation slice for each number n of liked
 items: z(demographic) + w · z(personal), with z a row's scores standardised over the catalogue
@@ -15,7 +15,7 @@ saying what was used (the demographic cell and its size, the personal model and 
 (with the closest catalogue titles), an unknown occupation, an age outside 1..119 or an oversized text is a 422;
 text on a recommender without a text model is a 503. Only warm catalogue items are recommended, never a liked one.
 
-Introduced in notebooks/12_new_users.ipynb
+Introduced in notebooks/14_new_users.ipynb
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ GENDERS = ("F", "M")
 def standardise_rows(scores) -> np.ndarray:
     """Each row's scores minus its mean, over its standard deviation (a constant row becomes 0), as float32.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     s = checks.array("scores", scores, ndim=2).astype(np.float64)
     sd = s.std(axis=1, keepdims=True)
@@ -53,7 +53,7 @@ def standardise_rows(scores) -> np.ndarray:
 
 
 class NewUserRecommender:
-    """Lesson 12's choice for a new user, ready to answer one person at a time.
+    """Lesson 14's choice for a new user, ready to answer one person at a time.
 
     - ``item_ids`` (n_items,) raw ids and ``titles`` (n_items,), column i of every score;
     - ``catalogue`` (n_items,) bool: the items that may be recommended (the warm ones);
@@ -64,7 +64,7 @@ class NewUserRecommender:
     - ``occupations``: the accepted occupation names; ``text_scorer`` (str -> (1, n_items)) and ``text_weight``:
       how a sentence is ranked and how much it counts (None: free text is refused with ``ServiceUnavailable``).
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
 
     def __init__(self, item_ids, titles, catalogue, demographic: DemographicPopularity, personal: Mapping,
@@ -214,7 +214,7 @@ class NewUserRequest(ColdRequest):
 def add_new_user_route(app, recommender: NewUserRecommender):
     """Add ``POST /recommend/new`` answered by ``recommender`` to a FastAPI ``app``; returns the app.
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
     if not isinstance(recommender, NewUserRecommender):
         raise TypeError(f"recommender must be a NewUserRecommender, got {checks.describe(recommender)}")
@@ -235,9 +235,9 @@ def add_new_user_route(app, recommender: NewUserRecommender):
 def create_new_user_app(recommender: NewUserRecommender):
     """A FastAPI app with ``GET /health`` and ``POST /recommend/new`` (serve it with ``service.running``).
 
-    Introduced in notebooks/12_new_users.ipynb
+    Introduced in notebooks/14_new_users.ipynb
     """
-    app = FastAPI(title="recsuite new users", version="1", summary="Lesson 12's recommender for new users.")
+    app = FastAPI(title="recsuite new users", version="1", summary="Lesson 14's recommender for new users.")
 
     @app.get("/health")
     def health():

@@ -108,7 +108,7 @@ class TitleIndex:
     A MovieLens title with a trailing article also answers to its natural form ("Godfather, The" and "The
     Godfather"); a title the catalogue lists under several ids (ML-100K has a few) names all of them.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     def __init__(self, titles):
@@ -166,7 +166,7 @@ class Service:
       packaged MiniLM: ``semantic.encode_texts``), needed only for free-text requests;
     - ``model`` a one-line description for ``health``; ``protocol`` kept for the lesson (may be None).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
 
     def __init__(self, user_ids, item_ids, titles, scores, history, item_vectors, *, center: bool = False,
@@ -231,7 +231,7 @@ class Service:
     def user_row(self, user_id) -> int:
         """Row of raw ``user_id`` in ``scores`` and ``history``; ``UnknownUser`` when there is none.
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         user_id = checks.integer("user_id", user_id)
         if user_id not in self._user_row:
@@ -242,7 +242,7 @@ class Service:
     def history_items(self, user_id) -> np.ndarray:
         """Item indices (columns) that raw ``user_id`` has seen.
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         u = self.user_row(user_id)
         return self.history.indices[self.history.indptr[u]:self.history.indptr[u + 1]].astype(np.int64)
@@ -283,7 +283,7 @@ class Service:
         most similar to it (``semantic.explain``: each history item's share of the content score is its
         cosine with the item). Fewer than ``k`` come back only when the catalogue runs out.
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         u = self.user_row(user_id)
         k = checks.positive_int("k", k)
@@ -309,7 +309,7 @@ class Service:
 
         Unknown titles raise one ``BadRequest`` listing each with its closest catalogue titles.
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         return self.title_index.match(liked_titles)
 
@@ -342,7 +342,7 @@ class Service:
         beginning); free text on a service without an encoder is ``ServiceUnavailable``, and an encoder output
         of the wrong shape, with NaN or all zeros, a ``ServiceFault``.
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         k = checks.positive_int("k", k)
         if liked_titles is None and text is None:
@@ -370,7 +370,7 @@ class Service:
     def health(self) -> dict:
         """``{"status": "ok", "n_users", "n_items", "model", "loaded_at"}`` (``loaded_at``: ISO time, UTC).
 
-        Introduced in notebooks/09b_serving.ipynb
+        Introduced in notebooks/11_serving.ipynb
         """
         return {"status": "ok", "n_users": self.n_users, "n_items": self.n_items, "model": self.model,
                 "loaded_at": self.loaded_at}
@@ -482,7 +482,7 @@ def create_app(service: Service) -> FastAPI:
     for the JSON, the limits and the status codes: only the client's faults are 4xx; ``ServiceUnavailable`` is a
     503, ``ServiceFault`` and any other exception a 500 whose ``detail`` says so (the traceback goes to the log).
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     if not isinstance(service, Service):
         raise TypeError(f"service must be a recsuite.serving.service.Service (load_service()), got {checks.describe(service)}")
@@ -535,7 +535,7 @@ def running(service, host: str = "127.0.0.1", port: int = 0, timeout: float = 30
     notebook or a test: it shares the process (and the GIL) with the caller. The production path is
     ``make serve`` (``python -m recsuite.course.serve``), a process of its own.
 
-    Introduced in notebooks/09b_serving.ipynb
+    Introduced in notebooks/11_serving.ipynb
     """
     uvicorn = require("uvicorn", "serve")
 
