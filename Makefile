@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# nbval compares only cells marked NBVAL_CHECK_OUTPUT (lax mode); each cell gets at most this many seconds.
+# nbval compares only cells tagged nbval-check-output (lax mode); each cell gets at most this many seconds.
 CELL_TIMEOUT ?= 1200
 # make test runs its files on this many pytest-xdist workers; --dist loadscope keeps each notebook whole on one
 # worker (nbval runs its cells in order in one kernel) and tests/conftest.py starts the longest lessons first
@@ -18,6 +18,7 @@ CELL_TIMEOUT ?= 1200
 WORKERS ?= 2
 THREADS ?= 1
 PARALLEL := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
+SITE_DIR ?= build/site
 THREAD_ENV := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) OPENBLAS_NUM_THREADS=$(THREADS)
 
 .PHONY: venv katex browser run test unit nbtest lab serve bench site clean lock
@@ -52,18 +53,19 @@ run: venv
 # The browser test (tests/test_site.py) opens every page of the site in Debian's chromium through chromium-driver:
 # installed here when missing and this is root with apt, otherwise make stops and names the command. Never skipped.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "make test needs Chromium for the browser test: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; }
+	  else echo "make test needs Chromium and its driver for the browser test: sudo apt-get install -y chromium chromium-driver"\
+	    "(Debian; Ubuntu: chromium-browser chromium-chromedriver)"; exit 1; fi; }
 
 test: venv katex site browser
-	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests notebooks $(PARALLEL) \
+	set -o pipefail; $(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 RECSUITE_SITE=$(SITE_DIR) $(PY) -m pytest tests notebooks $(PARALLEL) \
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-unit: venv katex
-	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
+unit: venv katex site browser
+	TQDM_DISABLE=1 HF_HUB_OFFLINE=1 RECSUITE_SITE=$(SITE_DIR) $(PY) -m pytest tests -p no:cacheprovider
 
 nbtest: venv katex
 	$(THREAD_ENV) TQDM_DISABLE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks $(PARALLEL) --nbval-lax --nbval-current-env \
@@ -84,9 +86,10 @@ bench: venv
 # executed notebook (nothing is executed), the leaderboard read from the notebooks' metadata and the API reference
 # from the docstrings. Every warning fails it (-W; --keep-going reports them all first); a second run rebuilds only
 # what changed. KaTeX's stylesheet and fonts come from tests/katex (make katex), so the site loads nothing from outside.
-SITE_DIR ?= build/site
+# A failed build forgets its saved state, or the next run would skip the pages that warned and pass.
 site: venv katex
-	$(VENV)/bin/sphinx-build -b html -W --keep-going -q -c docs -d build/site-doctrees . $(SITE_DIR)
+	$(VENV)/bin/sphinx-build -b html -W --keep-going -q -c docs -d build/site-doctrees . $(SITE_DIR) \
+	  || { rm -rf build/site-doctrees; exit 1; }
 	@echo "Built $(SITE_DIR); open it with: $(PY) -m http.server -d $(SITE_DIR) 8000, then http://127.0.0.1:8000"
 
 # Re-lock the transitive versions after changing a pin in pyproject.toml (a local "+cpu" build tag is dropped,

@@ -41,6 +41,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from recsuite.course.runner import lessons
+
 ROOT = Path(__file__).resolve().parents[1]
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 VARIANTS = {
@@ -62,7 +64,7 @@ def native_capability() -> str:
 
 
 def notebooks(selected) -> list[Path]:
-    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+    paths = lessons(ROOT)
     if selected:
         paths = [p for p in paths if p.name[:2] in set(selected)]
         if not paths:

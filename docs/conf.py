@@ -18,6 +18,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 sys.path.insert(0, str(ROOT))
 
 import recsuite  # noqa: E402  (after the path, so the checkout's package is the one documented)
+from recsuite.course.runner import LESSON_GLOB  # noqa: E402
 
 project = "recsuite"
 author = "the recsuite authors"
@@ -35,7 +36,7 @@ extensions = [
 
 root_doc = "README"
 # Only these files are pages; whole folders that hold no page are skipped (not walked) for speed.
-include_patterns = ["README.md", "notebooks/[0-9][0-9]_*.ipynb", "docs/**", "datasets/README.md",
+include_patterns = ["README.md", LESSON_GLOB, "docs/**", "datasets/README.md",
                     "benchmarks/noise_floor.md"]
 exclude_patterns = [".*", "**/.*", ".venv", "build", "tests", "recsuite", "recsuite.egg-info", "docs/_ext",
                     "docs/_static", "docs/_templates", "**/.ipynb_checkpoints"]

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+from recsuite.course.runner import lessons
+
+NOTEBOOKS = lessons(Path(__file__).resolve().parents[1])
 
 # number -> why it may appear in prose without appearing in the outputs (keep this short)
 EVERYWHERE = {

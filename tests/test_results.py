@@ -134,15 +134,24 @@ def test_reading_functions_refuse_bad_input(tmp_path, call, error, message):
         call(tmp_path / "r.json")
 
 
-def test_clear_and_rows_of_keep_other_notebooks(tmp_path):
+def test_settle_keeps_this_runs_rows_and_prune_drops_old_notebooks(tmp_path):
+    import time
+
     path = tmp_path / "results.json"
-    assert R.clear("01", path=path) == 0  # no file yet
     R.record("01", "pop", "popularity", "test", METRICS, path=path)
+    R.record("01", "gone", "popularity", "test", METRICS, path=path)  # a model the lesson no longer evaluates
     R.record("02", "content", "semantic", "test", METRICS, path=path)
+    since = time.time()
     R.record("01", "pop", "popularity", "valid", METRICS, path=path)
-    assert [(r["model"], r["eval_set"]) for r in R.rows_of("01", path=path)] == [("pop", "test"), ("pop", "valid")]
-    assert R.clear("01", path=path) == 2
-    assert R.rows_of("01", path=path) == [] and len(R.rows_of("02", path=path)) == 1
+    R.record("01", "pop", "popularity", "test", {**METRICS, "ndcg@10": 0.2}, path=path)
+    kept = R.settle("01", since, path=path)
+    assert [(r["model"], r["eval_set"]) for r in kept] == [("pop", "valid"), ("pop", "test")]
+    assert {r["notebook"] for r in R.load(path)["runs"]} == {"01", "02"}  # another lesson's rows stay
+    assert R.settle("03", since, path=tmp_path / "none.json") == []  # no file yet
+    assert [r["notebook"] for r in R.prune(["01"], path=path)] == ["02"]
+    assert {r["notebook"] for r in R.load(path)["runs"]} == {"01"}
+    with pytest.raises(TypeError, match="notebooks"):
+        R.prune("01", path=path)
 
 
 def test_the_leaderboard_from_executed_notebooks(tmp_path):
@@ -161,3 +170,15 @@ def test_the_leaderboard_from_executed_notebooks(tmp_path):
         R.from_notebooks([wrong])
     with pytest.raises(ValueError, match="not both"):
         R.table(tmp_path / "r.json", runs=runs)
+    with pytest.raises(TypeError, match="runs must be a list"):
+        R.table(runs={"runs": runs})
+    with pytest.raises(TypeError, match="one path"):
+        R.from_notebooks(nb)
+    bad = tmp_path / "04_w.ipynb"
+    bad.write_text(json.dumps({"cells": [], "metadata": {"recsuite": {"results": [{"notebook": "04_w"}]}}}))
+    with pytest.raises(ValueError, match="04_w.ipynb row 0: not a results row"):
+        R.from_notebooks([bad])
+    broken = tmp_path / "05_v.ipynb"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="05_v.ipynb: cannot read"):
+        R.from_notebooks([broken])

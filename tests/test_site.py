@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import threading
@@ -27,10 +28,12 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
+from recsuite.course.runner import lessons
+
 ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "build" / "site"
+SITE = ROOT / os.environ.get("RECSUITE_SITE", "build/site")  # make passes its SITE_DIR
 SHOTS = ROOT / "build" / "site-shots"
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = lessons(Path(__file__).resolve().parents[1])
 WIDTH, HEIGHT = 1280, 900
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
 # math left as source: TeX delimiters in the text a reader sees (code, outputs and the renderer's own
@@ -61,6 +64,8 @@ Promise.all(imgs.map(i => { i.loading = 'eager'; return i.decode().then(() => nu
     scroll_width: document.documentElement.scrollWidth,
     inner_width: window.innerWidth,
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+    outside: performance.getEntriesByType('resource').map(e => e.name)
+      .filter(u => !u.startsWith(location.origin) && !u.startsWith('data:')),
     copy_buttons: document.querySelectorAll('button.copybtn').length,
     code_cells: document.querySelectorAll('.cell_input').length,
     code: Array.from(document.querySelectorAll('.cell_input')).map(c => c.innerText).join('\\n'),
@@ -108,6 +113,7 @@ def server():
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
+    httpd.server_close()
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -170,18 +176,21 @@ def _internal_target(page: Path, href: str):
 
 
 def test_every_page_in_a_real_browser(server, browser):
-    pages = _pages()
+    assert LESSONS, "no lesson notebooks found"
+    redirect = SITE / "index.html"  # index.html only sends the browser on to the landing page
+    target = re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', redirect.read_text())
+    assert target and (SITE / target.group(1)).is_file(), f"{redirect} does not lead to a page of the site"
+    pages = [p for p in _pages() if p != redirect]
     lesson_pages = {_lesson_page(nb): nb for nb in LESSONS}
     assert len(pages) >= len(LESSONS) + 3, f"only {len(pages)} pages in {SITE}"
+    stale = [p.name for p in LESSONS if p.stat().st_mtime > (SITE / "README.html").stat().st_mtime]
+    assert not stale, f"{SITE} is older than {stale}: rebuild it with `make site`"
     SHOTS.mkdir(parents=True, exist_ok=True)
     problems, counts = [], dict(pages=0, console_errors=0, images=0, formulas=0, links=0, anchors=0, shots=0,
                                 lesson_pages=0, copy_buttons=0)
     for page in pages:
         rel = page.relative_to(SITE).as_posix()
         state = _visit(browser, urljoin(server, rel))
-        landed = unquote(urlsplit(browser.current_url).path).lstrip("/") or "index.html"
-        if landed != rel:  # a redirect (index.html -> the landing page): links are the landing page's
-            page = SITE / landed
         counts["pages"] += 1
         counts["images"] += state["images"]
         counts["formulas"] += state["formulas"]
@@ -189,6 +198,8 @@ def test_every_page_in_a_real_browser(server, browser):
         if state["console"]:
             counts["console_errors"] += len(state["console"])
             problems.append(f"{rel}: console errors {state['console'][:3]}")
+        if state["outside"]:
+            problems.append(f"{rel}: loads from outside the site {state['outside'][:3]}")
         if state["broken"]:
             problems.append(f"{rel}: images that do not decode {state['broken'][:3]}")
         if state["math_errors"] or state["formulas"] < state["math_nodes"]:

@@ -14,6 +14,8 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 import site_content  # noqa: E402
 
+LESSON_PATHS = site_content.lessons(ROOT)
+
 
 def _notebook(path: Path, rows=None) -> Path:
     meta = {"kernelspec": {"name": "python3"}}
@@ -188,3 +190,14 @@ def test_broken_quicklinks_checks_pages_and_anchors(tmp_path):
     links = [("Glossary", "README", "glossary"), ("Lessons", "README", "the-lessons"), ("API", "docs/api/index", "")]
     assert site_content.broken_quicklinks(tmp_path, links) == [
         "Lessons: README.html has no #the-lessons", "API: no page index.html"]
+
+
+@pytest.mark.parametrize("nb", LESSON_PATHS, ids=[p.stem for p in LESSON_PATHS])
+def test_a_lesson_that_records_results_carries_them(nb):
+    """The website's leaderboard reads the rows a lesson recorded from its metadata, which the runner writes: a
+    lesson that calls results.record but was committed from another kind of run would be missing from it."""
+    data = json.loads(nb.read_text(encoding="utf-8"))
+    records = any("results.record(" in "".join(c["source"]) for c in data["cells"] if c["cell_type"] == "code")
+    rows = data["metadata"].get("recsuite", {}).get("results", [])
+    assert bool(rows) == records, (f"{nb.name}: {'calls' if records else 'does not call'} results.record but carries "
+                                   f"{len(rows)} rows; execute it with python -m recsuite.course.runner --inplace")

@@ -84,10 +84,14 @@ def on_env_merge_info(app, env, docnames, other):
 
 
 def on_env_get_outdated(app, env, added, changed, removed):
+    again = []
     # A lesson lists what the API pages recorded: when any API page is read again, so are the lessons.
     if any(d.startswith(API_PREFIX) for d in (*added, *changed, *removed)):
-        return _lesson_docnames(app)
-    return []
+        again += _lesson_docnames(app)
+    # The landing page's navigation and the leaderboard list the lessons: a lesson added or removed changes both.
+    if any(d.startswith(site_content.LESSON_DIR + "/") for d in (*added, *removed)):
+        again += [app.config.root_doc, app.config.recsuite_leaderboard_page]
+    return again
 
 
 # -- lesson pages: the download link at the top and the API section at the end (doctree-read) -----------------------
@@ -189,6 +193,9 @@ class LayerDirective(SphinxDirective):
         layer = package.removeprefix("recsuite.")
         root = Path(self.env.srcdir)
         readme = (root / "README.md").read_text(encoding="utf-8")
+        # the page is read again when README's package table (the order) or the layer's folder (a module) changes
+        self.env.note_dependency(str(root / "README.md"))
+        self.env.note_dependency(str(root / "recsuite" / layer / "__init__.py"))
         lines = [f".. automodule:: {package}", ""]
         for module in site_content.layer_modules(root / "recsuite", layer, readme):
             title = module  # plain text: the theme draws a literal title as a large code box
@@ -207,7 +214,7 @@ def on_config_inited(app, config):
     css = dist / "katex.min.css"
     if not css.is_file():
         raise FileNotFoundError(f"{css} is missing: run `make katex` (KaTeX from npm, locked in tests/katex)")
-    staged = Path(app.outdir).parent / "site-static"
+    staged = Path(app.doctreedir) / "site-static"  # beside the build's own state, never beside a chosen outdir
     target = staged / "katex"
     if target.exists():
         shutil.rmtree(target)  # a few hundred kB: copying it again is cheaper than checking it
@@ -232,6 +239,15 @@ def on_html_page_context(app, pagename, templatename, context, doctree):
 def on_build_finished(app, exception):
     if exception is not None or app.builder.format != "html":
         return
+    # Sphinx never deletes the page of a document that is gone (a lesson renamed or removed): the site would keep it.
+    out, suffix = Path(app.outdir), app.builder.out_suffix
+    generated = {"genindex", "search", "py-modindex", "index"}
+    for page in out.rglob(f"*{suffix}"):
+        rel = page.relative_to(out)
+        name = rel.with_suffix("").as_posix()
+        if rel.parts[0].startswith("_") or name in generated or name in app.env.all_docs:
+            continue
+        page.unlink()
     for problem in site_content.broken_quicklinks(Path(app.outdir), app.config.recsuite_quicklinks,
                                                   app.builder.out_suffix):
         logger.warning("sidebar quick link %s (conf.py: recsuite_quicklinks)", problem)

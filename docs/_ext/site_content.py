@@ -12,20 +12,16 @@ import re
 from pathlib import Path
 
 from recsuite.course import results
+from recsuite.course.runner import LESSON_GLOB, lessons  # noqa: F401 (the one definition of a lesson)
 
-#: A lesson is a notebook named NN_name.ipynb in notebooks/: adding or renaming one needs no configuration.
-LESSON_GLOB = "notebooks/[0-9][0-9]_*.ipynb"
+#: The folder of the lessons: a lesson added or renamed there needs no configuration.
+LESSON_DIR = LESSON_GLOB.split("/")[0]
 
 #: The last line of a docstring, ``Introduced in notebooks/NN_name.ipynb``; the lesson is group 2 (its docname).
 INTRODUCED = re.compile(r"Introduced in (notebooks/([0-9][0-9]_[\w-]+)\.ipynb)")
 
 #: Where the generated leaderboard goes in docs/leaderboard.md.
 LEADERBOARD_MARKER = "<!-- recsuite:leaderboard -->"
-
-
-def lessons(root: Path) -> list[Path]:
-    """The lesson notebooks under ``root``, in course order (their numbers)."""
-    return sorted(Path(root).glob(LESSON_GLOB))
 
 
 def lesson_docname(path: Path, root: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -103,6 +104,7 @@ def record(
             "fit_seconds": None if fit_seconds is None else round(float(fit_seconds), 3),
             "params": dict(params or {}),
             **extra,
+            "recorded_at": time.time(),  # the runner keeps a run's rows by it (settle)
         }
     )
     p = results_path(path)
@@ -116,40 +118,80 @@ def record(
     return row
 
 
-def clear(notebook: str, path: str | Path | None = None) -> int:
-    """Remove every row a notebook recorded (the runner does this before it runs the notebook again, so the rows
-    under its name afterwards are exactly that run's); returns how many were removed."""
-    notebook = checks.text("notebook", notebook)
-    p = results_path(path)
+def _rewrite(p: Path, keep) -> list[dict]:
+    """Under the file's lock, keep the rows for which ``keep(row)`` holds; returns the rows removed."""
     if not p.is_file():
-        return 0
+        return []
     with locked(p):
         data = load(p)
-        kept = [r for r in data["runs"] if r["notebook"] != notebook]
-        removed = len(data["runs"]) - len(kept)
+        removed = [r for r in data["runs"] if not keep(r)]
         if removed:
-            data["runs"] = kept
+            data["runs"] = [r for r in data["runs"] if keep(r)]
             atomic_write(p, lambda fh: json.dump(data, fh, indent=1), text=True, prefix=".results-")
     return removed
 
 
-def rows_of(notebook: str, path: str | Path | None = None) -> list[dict]:
-    """The rows a notebook recorded, in the order it recorded them."""
+def settle(notebook: str, since: float, path: str | Path | None = None) -> list[dict]:
+    """After a run of ``notebook`` that started at ``since`` (``time.time()``) and finished: drop the rows it
+    recorded in earlier runs and did not record again (a model the lesson no longer evaluates), and return the
+    rows of this run, in the order recorded. The runner calls it once a notebook has run without error, so a
+    failed run leaves the earlier rows, and a lesson running meanwhile never sees another's rows vanish.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
     notebook = checks.text("notebook", notebook)
-    return [r for r in load(path)["runs"] if r["notebook"] == notebook]
+    since = checks.number("since", since, low=0.0)
+    p = results_path(path)
+    _rewrite(p, lambda r: r["notebook"] != notebook or r.get("recorded_at", 0.0) >= since)
+    return [r for r in load(p)["runs"] if r["notebook"] == notebook]
+
+
+def prune(notebooks, path: str | Path | None = None) -> list[dict]:
+    """Drop the rows of every notebook not named in ``notebooks`` (a lesson renamed or removed since it recorded
+    them); returns the rows removed. ``make run`` calls it with every lesson it ran.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if isinstance(notebooks, str) or not all(isinstance(n, str) for n in notebooks):
+        raise TypeError(f"notebooks must be a list of notebook names, got {checks.describe(notebooks)}")
+    names = set(notebooks)
+    return _rewrite(results_path(path), lambda r: r["notebook"] in names)
+
+
+def _check_row(row, where: str) -> dict:
+    """A row as ``record`` writes it, or a ValueError naming ``where`` and what is missing."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a results row must be a dict, got {checks.describe(row)}")
+    missing = [k for k in ("notebook", "model", "family", "eval_set", "k", "metrics") if k not in row]
+    if missing or not isinstance(row["metrics"], dict) or row["eval_set"] not in EVAL_SETS:
+        raise ValueError(f"{where}: not a results row (missing {missing}, eval_set {row.get('eval_set')!r}, "
+                         f"metrics {type(row.get('metrics')).__name__}); expected the rows results.record writes")
+    return row
 
 
 def from_notebooks(paths) -> dict:
     """The leaderboard carried by executed notebooks: the rows each recorded, which the runner stores in the
     notebook's metadata (``metadata["recsuite"]["results"]``), as a results dict ``{"runs": [...]}``. The website
-    builds its leaderboard from the committed notebooks this way, without running them."""
+    builds its leaderboard from the committed notebooks this way, without running them.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"paths must be a list of notebook paths, got one path {str(paths)!r}; wrap it in a list")
     runs = []
     for p in paths:
         p = Path(p)
-        meta = json.loads(p.read_text()).get("metadata", {}).get("recsuite", {})
-        rows = meta.get("results", [])
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and r.get("notebook") == p.stem for r in rows):
-            raise ValueError(f"{p}: metadata['recsuite']['results'] must be a list of rows recorded by {p.stem}")
+        try:
+            nb = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: cannot read the notebook ({e})") from e
+        rows = nb.get("metadata", {}).get("recsuite", {}).get("results", [])
+        if not isinstance(rows, list):
+            raise ValueError(f"{p}: metadata['recsuite']['results'] must be a list of rows, got {type(rows).__name__}")
+        for i, r in enumerate(rows):
+            _check_row(r, f"{p} row {i}")
+            if r["notebook"] != p.stem:
+                raise ValueError(f"{p} row {i}: recorded by {r['notebook']!r}, expected rows recorded by {p.stem}")
         runs += rows
     return {"runs": runs}
 
@@ -165,6 +207,8 @@ def table(path: str | Path | None = None, eval_set: str | None = None, runs: lis
         runs = load(path)["runs"]
     elif path is not None:
         raise ValueError("give path or runs, not both")
+    elif not isinstance(runs, list):
+        raise TypeError(f"runs must be a list of rows (e.g. from_notebooks(paths)['runs']), got {checks.describe(runs)}")
     rows = [
         {k: r.get(k) for k in ("notebook", "model", "family", "eval_set", "fit_seconds")} | r["metrics"]
         for r in runs
@@ -177,13 +221,22 @@ def write_markdown(path: str | Path | None = None, out: str | Path | None = None
     """Render ``results.md``: per eval set, every model sorted by NDCG@10, key metrics to 4 decimals."""
     src = results_path(path)
     out = Path(out) if out is not None else src.with_suffix(".md")
-    out.write_text(markdown(table(src), f"Written from `{src.name}` by `make run`. Full ranking, k = 10."))
+    text = markdown(table(src), f"Written from `{src.name}` by `make run`. Full ranking, k = 10.")
+    atomic_write(out, lambda fh: fh.write(text), text=True, prefix=".results-")
     return out
 
 
 def markdown(df: pd.DataFrame, intro: str, title: str = "# recsuite results") -> str:
-    """The leaderboard as Markdown: per eval set, every model sorted by NDCG@10, key metrics to 4 decimals."""
-    lines = [title, "", intro, ""]
+    """The leaderboard as Markdown: per eval set, every model sorted by NDCG@10, key metrics to 4 decimals.
+
+    Introduced in notebooks/01_data_preprocessing.ipynb
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a DataFrame from results.table, got {checks.describe(df)}")
+    if not isinstance(intro, str) or not isinstance(title, str):
+        raise TypeError(f"intro and title must be str (title may be empty), got {checks.describe(intro)} and "
+                        f"{checks.describe(title)}")
+    lines = ([title, ""] if title else []) + [intro, ""]
     if df.empty:
         lines.append("No results recorded yet.")
     for eval_set in EVAL_SETS:

@@ -24,8 +24,7 @@ from pathlib import Path
 from recsuite.core.cache import atomic_write
 from recsuite.core.device import usable_cores
 from recsuite.core.paths import build_dir, project_root
-from recsuite.course import results as leaderboard
-from recsuite.course.results import results_path, write_markdown
+from recsuite.course import results
 
 
 def _pin_kernel_to_this_env(tmp: Path) -> str:
@@ -36,6 +35,16 @@ def _pin_kernel_to_this_env(tmp: Path) -> str:
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "recsuite", "language": "python"}))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("JUPYTER_PATH")]))
     return name
+
+
+#: A lesson is a notebook named ``NN_name.ipynb`` in ``notebooks/``, NN its place in the course (01, 02, ...).
+LESSON_GLOB = "notebooks/[0-9][0-9]_*.ipynb"
+
+
+def lessons(root=None) -> list[Path]:
+    """The lesson notebooks of the project at ``root`` (default: this checkout), in course order: what ``make run``
+    executes, ``make test`` checks and the website shows."""
+    return sorted(Path(root if root is not None else project_root()).glob(LESSON_GLOB))
 
 
 def parse_param(text: str) -> tuple[str, object]:
@@ -214,13 +223,13 @@ def _run_all(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, job
 def _run_parallel(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel, jobs) -> list:
     order = sorted(range(len(paths)), key=lambda i: -notebook_seconds(paths[i]))  # longest first
     stop = threading.Event()
-    results, errors = {}, []
+    timings, errors = {}, []
 
     def run(i):
         if stop.is_set():
             return
         try:
-            results[i] = _run_one(i, paths[i], out_dir, timeout, parameters, allow_errors, tmp, kernel)
+            timings[i] = _run_one(i, paths[i], out_dir, timeout, parameters, allow_errors, tmp, kernel)
         except BaseException as err:
             stop.set()
             errors.append(err)
@@ -229,7 +238,7 @@ def _run_parallel(paths, out_dir, timeout, parameters, allow_errors, tmp, kernel
         list(pool.map(run, order))
     if errors:
         raise errors[0]
-    return [results[i] for i in range(len(paths))]
+    return [timings[i] for i in range(len(paths))]
 
 
 def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -> tuple[str, float]:
@@ -239,7 +248,7 @@ def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -
 
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, parameters or {})
-    leaderboard.clear(path.stem)  # so that the rows under its name afterwards are this run's
+    since = time.time()  # the rows this run records are those recorded from now on (results.settle)
     start = time.perf_counter()
     print(f"running {path.name} ...", flush=True)
     # IPC sockets in a private folder: nothing listens on the network, and ipykernel does not warn
@@ -257,8 +266,8 @@ def _run_one(i, path, out_dir, timeout, parameters, allow_errors, tmp, kernel) -
         if km.has_kernel:  # a kernel the runner started is the runner's to stop (nbclient leaves a given km running)
             km.shutdown_kernel(now=True)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-        # the rows it recorded travel with the executed notebook: the website's leaderboard reads them from there
-        nb.metadata.setdefault("recsuite", {})["results"] = leaderboard.rows_of(path.stem)
+        if not failed:  # the rows it recorded travel with the executed notebook: the website's leaderboard reads them
+            nb.metadata.setdefault("recsuite", {})["results"] = results.settle(path.stem, since)
         # an in-place run that failed leaves the notebook as it was; its half-run copy goes to build/
         if out_dir is None and failed:
             target = build_dir() / "notebooks" / f"{path.stem}.failed.ipynb"
@@ -298,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.inplace and parameters:
         parser.error("--inplace writes the committed notebooks; run them with their own defaults")
-    paths = args.notebooks or sorted((project_root() / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+    paths = args.notebooks or lessons()
     if not paths:
         print("no notebooks found", file=sys.stderr)
         return 1
@@ -314,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     timings = execute(paths, out_dir, args.timeout, parameters, jobs=args.jobs)
-    md = write_markdown(results_path())
+    if not args.notebooks:  # every lesson ran: rows of lessons since renamed or removed go
+        results.prune([p.stem for p in paths])
+    md = results.write_markdown(results.results_path())
     print(time_table(timings, time.perf_counter() - start))
     print(f"leaderboard: {md}")
     return 0
