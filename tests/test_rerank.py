@@ -139,7 +139,8 @@ def test_greedy_rerankers_match_their_formula_on_random_data(path, method, refer
     items = np.stack([rng.choice(40, 12, replace=False) for _ in range(15)])
     scores = rng.random((15, 12))
     for lam in (0.0, 0.25, 0.3, 0.6, 0.7, 1.0):
-        np.testing.assert_array_equal(getattr(R, method)(items, scores, vec, 5, lam), reference(items, scores, vec, 5, lam))
+        np.testing.assert_array_equal(getattr(R, method)(items, scores, vec, 5, lam),
+                                      reference(items, scores, vec, 5, lam))
 
 
 def test_maxsum_raises_the_ild_it_optimises():
@@ -198,7 +199,8 @@ def test_dpp_lam_one_orthonormal_ish(path):
 # i.e. q = (1, .95, .5) after dividing by the top one. Cosines: S01 = .9, S02 = S12 = 0.
 # Start d² = q² = (1, .9025, .25): pick 0. e_1 = q0·q1·S01 / d0 = .855, d1² = .9025 − .855² = .1715;
 # e_2 = 0, d2² = .25 > .1715: pick 2, then 1. The score order would be 0, 1, 2.
-# lam = .1 (theta = .9) -> alpha = .9 / (2 · .1) = 4.5: q1 = exp(4.5 · 2 ln .95) = .630, d1² = .630² · (1 − .81) = .0755;
+# lam = .1 (theta = .9) -> alpha = .9 / (2 · .1) = 4.5: q1 = exp(4.5 · 2 ln .95) = .630,
+# d1² = .630² · (1 − .81) = .0755;
 # q2 = exp(−4.5 · 2 ln 2) = .00195, d2² = 3.8e-6: pick 1, then 2 — the score order.
 DPP_VEC = np.array([[1.0, 0, 0], [0.9, math.sqrt(0.19), 0], [0, 0, 1.0]])
 DPP_SCORES = np.array([[2 * math.log(2), 2 * math.log(1.9), 0.0]])
@@ -521,6 +523,7 @@ def test_no_users_gives_an_empty_result():
     empty_i, empty_s = np.zeros((0, 3), dtype=int), np.zeros((0, 3))
     assert R.mmr(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
     assert R.dpp(empty_i, empty_s, V3, 2, 0.5).shape == (0, 2)
+    assert R.dpp(np.zeros((0, 60), dtype=int), np.zeros((0, 60)), np.eye(60), 5, 0.5).shape == (0, 5)
     assert objectives.calibrate(empty_i, empty_s, G3, np.zeros((0, 3)), 2, 0.5).shape == (0, 2)
     assert objectives.scalarize(empty_i, empty_s, 2, {"relevance": 1.0}).shape == (0, 2)
 
@@ -635,11 +638,13 @@ ERRORS = [
     (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"diversity": 1.0}), "item_vectors"),
     (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}), "item_popularity"),
     (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"calibration": 1.0}, item_genres=G3), "user_genre_dist"),
-    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, -2, 3]), "item_popularity"),
+    (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, -2, 3]),
+     "item_popularity"),
     (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 2, {"novelty": 1.0, "diversity": 1.0}, item_vectors=V3,
                          item_popularity=[1, 2, 3, 4]), "n_items"),
     (lambda: objectives.scalarize(OK_ITEMS, OK_SCORES, 4, {"relevance": 1.0}), "k=4"),
-    (lambda: objectives.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]), "cand_items"),
+    (lambda: objectives.scalarize([[0, 1, 8]], OK_SCORES, 2, {"novelty": 1.0}, item_popularity=[1, 2, 3]),
+     "cand_items"),
     (lambda: R.shortlist([1.0, 2.0], 1), "scores"),
     (lambda: R.shortlist([[1.0, np.nan]], 1), "scores"),
     (lambda: R.shortlist([[1.0, 2.0]], 0), "m must"),
@@ -804,3 +809,20 @@ def test_property_pareto_front_is_exactly_the_non_dominated_points(seed, n, d, t
     for i in range(n):
         dominated = any((x[j] >= x[i]).all() and (x[j] > x[i]).any() for j in range(n))
         assert front[i] == (not dominated)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(10, 48), st.integers(1, 12), st.integers(1, 40),
+       st.sampled_from(["normal", "steep", "ties"]), st.floats(0.02, 1))
+def test_property_dpp_equals_dpp_single(seed, n_users, m, k, dim, kind, knob):
+    # batched and per-user greedy agree on random data: zero and opposite vectors, steep gains, tied scores
+    k = min(k, m)
+    rng = np.random.default_rng(seed)
+    vec = rng.normal(size=(60, dim)) * (rng.random((60, 1)) > 0.1)
+    vec[1] = -2.0 * vec[0]
+    items = np.argsort(rng.random((n_users, 60)), axis=1)[:, :m]
+    scores = {"normal": lambda: rng.normal(size=(n_users, m)), "steep": lambda: 5 * rng.normal(size=(n_users, m)),
+              "ties": lambda: rng.integers(0, 4, size=(n_users, m)).astype(float)}[kind]()
+    out = R.dpp(items, scores, vec, k, knob)
+    _valid_lists(out, items, k)
+    assert all(np.array_equal(out[u], R.dpp_single(items[u], scores[u], vec, k, knob)) for u in range(n_users))

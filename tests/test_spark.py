@@ -259,11 +259,22 @@ def test_a_session_leaves_no_checkpoint_folder_behind_after_stop(tmp_path):
     assert not list(tmp_path.glob("recsuite-spark-checkpoints-*"))
 
 
+def test_a_local_session_runs_its_jvm_with_the_local_options(spark):
+    """The driver JVM of a local master starts with LOCAL_JAVA_OPTIONS (quick compilation, parallel collector)."""
+    jvm = spark.sparkContext._jvm
+    args = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert spark.conf.get("spark.driver.extraJavaOptions") == S.LOCAL_JAVA_OPTIONS
+    for option in S.LOCAL_JAVA_OPTIONS.split():
+        assert option in args, (option, args)
+
+
 def test_bad_arguments_are_refused_before_spark_starts():
     with pytest.raises(ValueError, match="app_name must be a non-empty str"):
         S.session("local[1]", app_name=" ")
     with pytest.raises(TypeError, match="checkpoint_dir must be None, a str or a path, got 3"):
         S.session("local[1]", checkpoint_dir=3)
+    with pytest.raises(TypeError, match=r"java_options must be None or a str of JVM options, got \['-Xss4m'\]"):
+        S.session("local[1]", java_options=["-Xss4m"])
     with pytest.raises(TypeError, match="java_home must be a str or a path"):
         S.java_version(None)
     with pytest.raises(TypeError, match="spark must be a pyspark.sql.SparkSession"):
