@@ -79,8 +79,11 @@ PORT ?= 8000
 serve: venv
 	$(PY) -m recsuite.course.serve --host 127.0.0.1 --port $(PORT)
 
+# Every benchmark, each printing its ratio against a named peer measured in the same run; run after `make run` (the
+# LM benchmarks read its cached artefacts). Stops at the first that fails; prints each one's seconds.
 bench: venv
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; start=$$(date +%s); $(PY) $$b || exit 1; \
+	  echo "== $$b: $$(( $$(date +%s) - start )) s"; done
 
 # The course as a website in build/site (docs/conf.py): README as the landing page, every lesson from its committed,
 # executed notebook (nothing is executed), the leaderboard read from the notebooks' metadata and the API reference
