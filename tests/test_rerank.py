@@ -19,6 +19,7 @@ def path(request, monkeypatch):
     else:
         monkeypatch.setattr(batching, "GRAM_MAX_ITEMS", 0)
         monkeypatch.setattr(batching, "BLOCK_BYTES", 4096)  # several blocks of users even on tiny data
+        monkeypatch.setattr(batching, "GENRE_BLOCK_BYTES", 4096)  # also for calibrate's and scalarize's genre arrays
     return request.param
 
 

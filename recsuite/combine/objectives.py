@@ -75,7 +75,7 @@ def calibrate(cand_items, cand_scores, item_genres, user_genre_dist, k: int, lam
     alpha = C.number("alpha", alpha, low=0.0, high=1.0, low_open=True)  # > 0: a finite KL
     n_users, m = items.shape
     out = np.empty((n_users, k), dtype=np.int64)
-    size = max(1, batching.BLOCK_BYTES // (m * genres.shape[1] * 8 * 3))
+    size = max(1, batching.GENRE_BLOCK_BYTES // (m * genres.shape[1] * 8 * 3))
     for rows in blocks(n_users, size):
         it, s, pu = items[rows], scores[rows], p[rows]
         ar = np.arange(len(it))
@@ -190,7 +190,8 @@ def scalarize(cand_items, cand_scores, k: int, weights, item_vectors=None, item_
     if n_users == 0:
         return out
     cos = Cosines(items, unit, k - 1) if unit is not None else None
-    size = max(1, batching.BLOCK_BYTES // (m * (genres.shape[1] if genres is not None else 1) * 8 * 3))
+    size = max(1, (batching.BLOCK_BYTES // (m * 8 * 3) if genres is None
+                   else batching.GENRE_BLOCK_BYTES // (m * genres.shape[1] * 8 * 3)))
     if cos is not None:
         size = min(size, cos.block_size(n_users, m))
     for rows in blocks(n_users, size):
