@@ -239,20 +239,19 @@ def intra_list_diversity(topk, item_vectors, k: int = 10) -> float:
     top = _check_topk(topk, k, v.shape[0])
     if k < 2:
         raise ValueError(f"k must be at least 2 for pairwise diversity, got {k}")
-    pad = top == NO_ITEM
-    if not pad.any():
-        x = v[top]  # (n_users, k, d)
-        sims = np.einsum("ukd,ujd->ukj", x, x)
-        off = (sims.sum(axis=(1, 2)) - np.einsum("ukk->u", sims)) / (k * (k - 1))
-        return float(np.mean(1.0 - off))
-    # short lists: pairs over the listed items only; lists with fewer than two items are left out
-    x = np.where(pad[:, :, None], 0.0, v[np.where(pad, 0, top)])
-    m = (~pad).sum(axis=1)
-    sims = np.einsum("ukd,ujd->ukj", x, x)
+    listed = top != NO_ITEM  # short lists padded with -1: pairs over the listed items only
+    m = listed.sum(axis=1)
     keep = m >= 2
     if not keep.any():
         raise ValueError("intra_list_diversity needs at least one list with two or more items, got none")
-    off = (sims.sum(axis=(1, 2)) - np.einsum("ukk->u", sims))[keep] / (m[keep] * (m[keep] - 1))
+    # The sum of a list's pairwise cosines is ‖Σ_k x_k‖² − Σ_k ‖x_k‖² (its Gram matrix less the diagonal):
+    # Σ_k x_k for every list is one sparse (lists x items) product, with no (n_users, k, d) copy of the vectors.
+    users = np.broadcast_to(np.arange(top.shape[0])[:, None], top.shape)[listed]
+    members = sp.csr_matrix((np.ones(len(users)), (users, top[listed])), shape=(top.shape[0], v.shape[0]))
+    total = np.asarray(members @ v)
+    norms = np.einsum("id,id->i", v, v)
+    self_sims = np.where(listed, norms[np.where(listed, top, 0)], 0.0).sum(axis=1)
+    off = (np.einsum("ud,ud->u", total, total) - self_sims)[keep] / (m[keep] * (m[keep] - 1))
     return float(np.mean(1.0 - off))
 
 
