@@ -1,5 +1,6 @@
-"""Zero-shot candidate scoring: recsuite.models.llmrank.LMScorer (the prompt once, all candidates in one packed
-pass over its KV cache) against one forward pass per candidate.
+"""Zero-shot candidate scoring: recsuite.models.llmrank.LMScorer (the prompts' common start once, then per user one
+forward pass over the rest of the prompt with all candidates packed after it, logits only where a candidate
+token is predicted) against one forward pass per candidate.
 
 Both score the same USERS valid users' top-M fused candidates (notebook 05's blend, M = 20) by the
 log-likelihood of each title after the user's history prompt (notebook 10), with the packaged

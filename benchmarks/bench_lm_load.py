@@ -3,8 +3,9 @@
 Each load runs in a fresh Python process, as a lesson's kernel does, and is timed inside it in two parts: the
 imports (torch, transformers: every lesson that uses a model pays them anyway) and the load proper (tokenizer and
 weights ready in eval mode). recsuite: ``recsuite.models.causal_lm.CausalLM(None)`` — the fp32 safetensors copy
-in ``datasets/lm/`` keyed by the GGUF file's SHA-256, every file's hash checked on each load
-(``causal_lm.dequantised_copy``; built here first if missing, not timed). The peer: ``AutoModelForCausalLM`` and
+in ``datasets/lm/`` keyed by the GGUF file's SHA-256, every file's hash checked on each load, in a background
+thread while the weights load, the model handed out only once they all match (``causal_lm.dequantised_copy``;
+built here first if missing, not timed). The peer: ``AutoModelForCausalLM`` and
 ``AutoTokenizer.from_pretrained(folder, gguf_file=...)``, which parse and dequantise the GGUF file on every load.
 Best of REPEATS fresh processes each. Prints both, the ratio, and the load against the target (<= 3 s).
 Run: `.venv/bin/python benchmarks/bench_lm_load.py` (or `make bench`).

@@ -104,3 +104,70 @@ def test_built_folder_builds_once_and_trusts_only_whole_content(tmp_path):
     with pytest.raises(TypeError, match="build must be a function"):
         built_folder(tmp_path / "x", {"v": 1}, "build")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["race", "thing"]
+
+
+def test_built_folder_use_runs_beside_the_hash_check_and_never_hands_out_a_damaged_read(tmp_path, monkeypatch):
+    """With ``use``, the files are hashed in a background thread while ``use`` reads them; a damaged folder's read
+    (or the error it raised) is dropped, the folder rebuilt and read again."""
+    import threading
+
+    from recsuite.core.cache import built_folder
+
+    builds, reads = [], []
+
+    def build(folder):
+        builds.append(folder)
+        (folder / "weights.bin").write_bytes(b"weights" * 1000)
+        (folder / "config.json").write_text("{}")
+
+    def use(folder):
+        reads.append(threading.get_ident())
+        return (folder / "weights.bin").read_bytes()
+
+    target = tmp_path / "model"
+    assert built_folder(target, {"v": 1}, build, use) == b"weights" * 1000  # built, then read
+    assert len(builds) == 1 and len(reads) == 1
+
+    real, hashed_in, started = cache.sha256_file, [], threading.Event()
+
+    def hash_after_use_started(path):  # a check run before use (not beside it) would wait here in vain
+        assert started.wait(10), "the files were hashed before use ran, not beside it"
+        hashed_in.append(threading.get_ident())
+        return real(path)
+
+    def use_first(folder):
+        started.set()
+        return use(folder)
+
+    monkeypatch.setattr(cache, "sha256_file", hash_after_use_started)
+    assert built_folder(target, {"v": 1}, build, use_first) == b"weights" * 1000 and len(builds) == 1
+    assert hashed_in and threading.get_ident() not in hashed_in  # hashed in another thread ...
+    assert reads[-1] == threading.get_ident()  # ... while use ran in the caller's
+    monkeypatch.setattr(cache, "sha256_file", real)
+
+    raw = bytearray((target / "weights.bin").read_bytes())  # one byte changed in place, size kept
+    raw[-1] ^= 0xFF
+    (target / "weights.bin").write_bytes(bytes(raw))
+    assert built_folder(target, {"v": 1}, build, use) == b"weights" * 1000  # the damaged read was dropped
+    assert len(builds) == 2 and len(reads) == 4 and (target / "weights.bin").read_bytes() == b"weights" * 1000
+
+    def fragile(folder):  # a damaged file may fail to load: that error is dropped too
+        data = (folder / "weights.bin").read_bytes()
+        if data != b"weights" * 1000:
+            raise ValueError("corrupt weights")
+        return data
+
+    (target / "weights.bin").write_bytes(bytes(raw))
+    assert built_folder(target, {"v": 1}, build, fragile) == b"weights" * 1000 and len(builds) == 3
+
+    def broken(folder):  # on a whole folder, use's own error is the caller's
+        raise RuntimeError("cannot read")
+
+    with pytest.raises(RuntimeError, match="cannot read"):
+        built_folder(target, {"v": 1}, build, broken)
+    assert len(builds) == 3
+    (target / "weights.bin").unlink()  # a listed file gone: rebuilt, then read
+    assert built_folder(target, {"v": 1}, build, use) == b"weights" * 1000 and len(builds) == 4
+    with pytest.raises(TypeError, match="use must be None or a function"):
+        built_folder(target, {"v": 1}, build, "use")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left

@@ -127,6 +127,23 @@ def tiny_lm(tmp_path_factory, tiny_lm_builder):
 PROMPTS = ["Profile: a viewer who", "Films watched, newest first:\n- Fargo (1996)\nProfile:", "x" * 700]
 
 
+def test_a_gguf_model_is_loaded_while_its_copy_is_checked(tiny_lm, tmp_path, monkeypatch):
+    """``load_causal_lm`` hands the load itself to ``dequantised_copy`` (``use=``): the copy's hashes are checked
+    in the background while the weights load, and the model is what that checked load returned."""
+    gguf, fingerprint = tmp_path / "tiny.gguf", f"test-{tmp_path.name}"  # a key no other test loads
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def checked_copy(path, fp, cache_dir=None, use=None):
+        calls.append((path, fp, callable(use)))
+        return use(tiny_lm)  # the tiny model's folder stands in for the dequantised copy
+
+    monkeypatch.setattr(causal_lm, "dequantised_copy", checked_copy)
+    tok, net = causal_lm.load_causal_lm(str(gguf), str(gguf), fingerprint, "cpu")
+    assert calls == [(str(gguf), fingerprint, True)]
+    assert not net.training and tok.eos_token_id is not None and net.config.vocab_size == len(tok)
+
+
 def test_hf_generator_plumbing(tiny_lm):
     """Plumbing only: a random 1-layer model writes gibberish; what is checked is loading, batching with left
     padding, greedy (deterministic) decoding, the token budget and long-prompt truncation."""

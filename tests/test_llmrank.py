@@ -45,6 +45,26 @@ def test_packed_candidates_see_only_the_prompt_and_themselves(tmp_path, tiny_lm_
     np.testing.assert_allclose(together, naive, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("batch_size", [1, 2, 32])
+def test_shared_prompt_start_chunks_and_one_token_candidates_match_naive(tmp_path, tiny_lm_builder, arch,
+                                                                         batch_size):
+    """Prompts that begin alike share one cache of their common tokens (cut back after each prompt), chunks of
+    ``batch_size`` run over the prompt's cache, and a one-token candidate has no token of its own to run."""
+    path = tiny_lm_builder(tmp_path / arch, arch=arch)
+    messages = ["I have watched Alien, Fargo.", "I have watched Heat.", "I have watched Heat.", "I have"]
+    cands = [["X", "Babe", "Toy Story (1995)"], ["Y", "Ransom", "Heat (1995)"], ["Z", "Q", "Ransom"],
+             ["I", "Babe", "W"]]
+    for end in (True, False):  # without the end token "X" is a single token: only the prompt predicts it
+        scorer = llmrank.LMScorer(path, device="cpu", end_of_answer=end, batch_size=batch_size)
+        kv = scorer.loglik(messages, cands, progress=False)
+        naive = scorer.loglik(messages, cands, method="naive", progress=False)
+        np.testing.assert_allclose(kv.total, naive.total, atol=1e-4)
+        alone = [scorer.loglik([m], [row], progress=False).total[0] for m, row in zip(messages, cands)]
+        np.testing.assert_allclose(kv.total, alone, atol=1e-5)  # no prompt's score depends on the others
+        assert kv.n_tokens[0, 0] == 1 + end
+
+
 def test_loglik_by_hand(tiny):
     scorer = llmrank.LMScorer(tiny, device="cpu")
     tok, net = scorer.tokenizer, scorer.model
@@ -138,7 +158,8 @@ def test_packaged_lm_is_installed():
 
 
 def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path):
-    """One GGUF parse builds the copy; later loads read it (identical weights); a damaged copy is rebuilt."""
+    """One GGUF parse builds the copy; later loads read it (identical weights, none missing); a damaged copy read
+    while its hashes are checked in the background is dropped, rebuilt and read again."""
     import json
 
     from recsuite.core.cache import FOLDER_MARKER, sha256_file
@@ -146,16 +167,24 @@ def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path)
     _, gguf, fingerprint = causal_lm.lm_identity()
     folder = causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path)
     marker = json.loads((folder / FOLDER_MARKER).read_text())
-    assert marker["gguf"] == fingerprint and {"model.safetensors", "config.json", "tokenizer.json"} <= set(marker["files"])
+    assert marker["gguf"] == fingerprint
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(marker["files"])
     weights = folder / "model.safetensors"
     stat = weights.stat()
     assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path) == folder
     assert weights.stat().st_ino == stat.st_ino and weights.stat().st_mtime_ns == stat.st_mtime_ns  # not rebuilt
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
 
-    tok, net = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)
+    from transformers import AutoModelForCausalLM
+
+    net, info = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]  # the tied table is stored under its own name
     assert net.config.tie_word_embeddings and torch.equal(net.lm_head.weight, net.model.embed_tokens.weight)
+    tok = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)[0]
     assert tok.chat_template and tok.eos_token_id is not None
+    listed = json.loads((folder / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    assert {int(i): t["content"] for i, t in listed.items()} == {
+        i: t.content for i, t in tok.added_tokens_decoder.items()}
     first = {name: t.clone() for name, t in net.state_dict().items()}  # the weights are memory-mapped from the file
     del net
 
@@ -163,12 +192,21 @@ def test_the_packaged_gguf_is_read_through_a_verified_dequantised_copy(tmp_path)
     raw[len(raw) // 2] ^= 0xFF
     weights.write_bytes(bytes(raw))
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path) == folder
+    reads = []
+
+    def read(where):  # as load_causal_lm reads the copy: while its files are hashed in a background thread
+        reads.append(where)
+        return encoders.load_pretrained(str(where), "model", gguf, causal=True, dtype=torch.float32)
+
+    _, again = causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path, use=read)
+    assert reads == [folder, folder]  # the damaged copy was read, dropped, rebuilt and read again
     rebuilt = json.loads((folder / FOLDER_MARKER).read_text())
     assert sha256_file(weights) == rebuilt["files"]["model.safetensors"] and weights.read_bytes() != bytes(raw)
-    _, again = encoders.load_pretrained(str(folder), "model", gguf, causal=True, dtype=torch.float32)
     second = again.state_dict()
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    inode = weights.stat().st_ino
+    assert causal_lm.dequantised_copy(gguf, fingerprint, cache_dir=tmp_path, use=read)[1] is not again
+    assert reads == [folder] * 3 and weights.stat().st_ino == inode  # a whole copy: read once, not rebuilt
     with pytest.raises(ValueError, match="gguf_path must be a .gguf file"):
         causal_lm.dequantised_copy(tmp_path / "missing.gguf", fingerprint, cache_dir=tmp_path)
 

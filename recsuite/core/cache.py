@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,15 +64,22 @@ def key_digest(key: dict, length: int = 20) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+#: Bytes ``sha256_file`` reads at a time: few enough Python steps that a thread hashing a 500 MB file beside
+#: other Python work (``built_folder``'s background check) waits for the GIL some 30 times, not 500.
+_HASH_BLOCK = 16 << 20
+
+
 def sha256_file(path) -> str:
     """Hex SHA-256 of a file's contents, read every time (never remembered by size or mtime)."""
     if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path.strip()):
         # open(3) would hash whatever file descriptor 3 is, then close it
         raise TypeError(f"path must be a file name (a non-empty str or os.PathLike), got {checks.describe(path)}")
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    with open(path, "rb", buffering=0) as fh:
+        # one buffer, filled in place (hashlib and the read both release the GIL); a small file gets a small one
+        block = memoryview(bytearray(max(1 << 16, min(os.fstat(fh.fileno()).st_size, _HASH_BLOCK))))
+        while n := fh.readinto(block):
+            h.update(block[:n])
     return h.hexdigest()
 
 
@@ -186,32 +194,87 @@ def write_or_warn(path, key: dict, name: str, array, what: str = "cache", stackl
 FOLDER_MARKER = "recsuite-folder.json"
 
 
-def folder_is_whole(folder, key: dict) -> bool:
-    """Whether ``folder`` was built whole for ``key``: its marker holds ``key`` and every listed file's SHA-256 matches."""
+def _listed_files(folder: Path, key: dict) -> dict | None:
+    """The ``{file name: SHA-256}`` that ``folder``'s marker lists when it was built for ``key``, else None (no
+    marker, an unreadable one, another key, or no file listed). Reads the marker only, hashes nothing."""
     try:
-        marker = json.loads((_path(folder) / FOLDER_MARKER).read_text())
+        marker = json.loads((folder / FOLDER_MARKER).read_text())
         files = marker.pop("files")
         if json.loads(_key_json(marker)) != json.loads(_key_json(key)) or not isinstance(files, dict) or not files:
-            return False
-        return all(sha256_file(_path(folder) / name) == digest for name, digest in files.items())
+            return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return files
+
+
+def _files_match(folder: Path, files: dict) -> bool:
+    """Whether every file that ``files`` lists is in ``folder`` with that SHA-256 (each file read in full)."""
+    try:
+        return all(isinstance(digest, str) and sha256_file(folder / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, TypeError):
         return False
 
 
-def built_folder(folder, key: dict, build) -> Path:
+def folder_is_whole(folder, key: dict) -> bool:
+    """Whether ``folder`` was built whole for ``key``: its marker holds ``key`` and every listed file's SHA-256
+    matches (every file read in full, every time: never trusted by size or mtime)."""
+    try:
+        folder = _path(folder)
+    except (TypeError, ValueError):
+        return False
+    files = _listed_files(folder, key)
+    return files is not None and _files_match(folder, files)
+
+
+def _use_if_whole(folder: Path, key: dict, use):
+    """``(True, use(folder))`` when ``folder`` is whole for ``key``, else ``(False, None)``.
+
+    ``use`` runs while the files are hashed in a background thread (``hashlib`` and file reads release the GIL:
+    the hashing of a large file overlaps a load that is mostly Python), and its result is handed out only once
+    every hash has matched. When a hash does not match, the result is dropped, and so is an exception that
+    ``use`` raised (a damaged file may well fail to load); when they all match, the exception propagates.
+    """
+    files = _listed_files(folder, key)
+    if files is None:
+        return False, None
+    with ThreadPoolExecutor(1, thread_name_prefix="recsuite-verify") as pool:
+        check = pool.submit(_files_match, folder, files)
+        try:
+            result = use(folder)
+        except Exception:
+            if check.result():
+                raise
+            return False, None
+        return (True, result) if check.result() else (False, None)
+
+
+def built_folder(folder, key: dict, build, use=None):
     """``folder``, filled once by ``build(tmp)`` and trusted by content: the one way the package caches a set of files.
 
     ``build`` writes the files into an empty temporary folder beside ``folder``; then a marker listing ``key`` and
     every file's SHA-256 is written last and the folder renamed into place, so two processes building it at once
     leave one whole copy. A folder whose marker is missing, holds another key or lists a file that no longer
     matches is rebuilt (hashing the files costs a read of them, far less than building them).
+
+    With ``use`` (a function ``use(folder)``, e.g. one that loads a model from the files), the result is
+    ``use(folder)`` instead of the folder: on an existing folder ``use`` runs while the files are hashed in a
+    background thread, and its result is returned only when every hash matches; on a damaged folder it is
+    discarded (or the error ``use`` raised on it), the folder rebuilt and ``use`` run on the new copy. Nothing
+    read from a damaged folder is ever handed out, and the check costs no wall time beside a slower ``use``.
     """
     folder = _path(folder)
     _key_json(key)
     if not callable(build):
         raise TypeError(f"build must be a function build(folder) that writes the files, got {checks.describe(build)}")
-    if folder_is_whole(folder, key):
-        return folder
+    if use is not None and not callable(use):
+        raise TypeError(f"use must be None or a function use(folder) that reads the files, got {checks.describe(use)}")
+    if use is None:
+        if folder_is_whole(folder, key):
+            return folder
+    else:
+        whole, result = _use_if_whole(folder, key, use)
+        if whole:
+            return result
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
@@ -223,7 +286,7 @@ def built_folder(folder, key: dict, build) -> Path:
         atomic_write(tmp / FOLDER_MARKER, lambda fh: fh.write(marker), text=True)
         if folder.exists():  # damaged (a whole one returned above), or another process's just finished
             if folder_is_whole(folder, key):
-                return folder
+                return folder if use is None else use(folder)
             shutil.rmtree(folder, ignore_errors=True)
         try:
             os.rename(tmp, folder)
@@ -232,4 +295,4 @@ def built_folder(folder, key: dict, build) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return folder if use is None else use(folder)

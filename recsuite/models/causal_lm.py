@@ -71,8 +71,35 @@ def lm_identity(model_name_or_path=None) -> tuple[str, str, str]:
     return model_identity(model_name_or_path)
 
 
-#: The file that marks a complete dequantised copy of a GGUF model and lists its files' SHA-256.
-def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
+def _untied_state(net) -> dict:
+    """``net``'s weights with each tensor stored once: of names that share one tensor (tied input and output
+    embeddings), the one the model loads (the tie's source, not a key of ``_tied_weights_keys``) is kept.
+
+    Stored under the output layer's name instead, the input embedding would read as missing on every load and be
+    initialised at random (0.3 s for SmolLM2's 28M-weight table) before the tie overwrote it.
+    """
+    targets = set(getattr(net, "_tied_weights_keys", None) or ())  # {target: source} in transformers 5, a list in 4
+    groups: dict = {}
+    for name, t in net.state_dict().items():
+        groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append((name, t))
+    state = {}
+    for names in groups.values():
+        name, t = next(((n, t) for n, t in names if n not in targets), names[0])
+        state[name] = t.contiguous()
+    return state
+
+
+def _list_added_tokens(config_path: Path, tok) -> None:
+    """Write the tokenizer's added (special) tokens into its ``tokenizer_config.json`` as ``added_tokens_decoder``
+    (what transformers 4 always wrote there). Without it, transformers 5 parses the whole ``tokenizer.json`` (3.5 MB
+    for SmolLM2) in Python on every load, only to find the same list."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if "added_tokens_decoder" not in config:
+        config["added_tokens_decoder"] = {str(i): t.__getstate__() for i, t in sorted(tok.added_tokens_decoder.items())}
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None, use=None):
     """A folder holding the GGUF model ``gguf_path`` dequantised to fp32 safetensors with its tokenizer, built once.
 
     Reading a GGUF file means dequantising every tensor (about 20 s for SmolLM2-135M on a CPU core, and
@@ -81,6 +108,10 @@ def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
     file's content hash, ``lm_identity``), is written to a temporary folder and renamed into place (two
     processes building it at once leave one whole copy), and is trusted only when a marker written last
     lists every file with its SHA-256 and the files still match: a damaged copy is rebuilt.
+
+    Returns the folder, or with ``use`` (a function ``use(folder)`` that reads it, as ``load_causal_lm`` loads the
+    model) ``use(folder)``, run while the files are hashed in a background thread and handed out only when every
+    hash matches (``core.cache.built_folder``): on a damaged copy it is dropped, the copy rebuilt and read again.
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
@@ -96,22 +127,26 @@ def dequantised_copy(gguf_path, fingerprint: str, cache_dir=None) -> Path:
         tok, net = load_pretrained(str(gguf_path.parent), "model_name_or_path", str(gguf_path), causal=True,
                                    dtype=torch.float32, gguf_file=gguf_path.name)
         # save_pretrained refuses a model loaded from GGUF; its dequantised weights are plain fp32 tensors
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
-        save_model(net, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # tied weights stored once
+        save_file(_untied_state(net), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = net.config.to_dict()
         config.pop("quantization_config", None)
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
         net.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        _list_added_tokens(tmp / "tokenizer_config.json", tok)
 
-    return built_folder(folder, {"gguf": fingerprint, "source": gguf_path.name}, build)
+    # "layout" 2: tied weights stored under the name the model reads, the added tokens listed in the tokenizer's
+    # config (a copy of layout 1 is rebuilt once)
+    return built_folder(folder, {"gguf": fingerprint, "source": gguf_path.name, "layout": 2}, build, use)
 
 
 def load_causal_lm(source: str, local: str, fingerprint: str, device):
     """``(tokenizer, model)`` of the causal LM ``lm_identity`` named, in eval mode on ``device``, loaded once
     per process (``HFGenerator`` and ``llmrank.LMScorer`` share it); a ``.gguf`` file is read through its
-    dequantised fp32 copy (``dequantised_copy``, built on the first load).
+    dequantised fp32 copy (``dequantised_copy``, built on the first load), loaded while the copy's files are
+    hashed and handed out only once they all match.
 
     Introduced in notebooks/02_llm_semantic_features.ipynb
     """
@@ -119,10 +154,12 @@ def load_causal_lm(source: str, local: str, fingerprint: str, device):
 
     def load():
         where = local if Path(source).exists() else source
-        if where.endswith(".gguf"):
-            where = str(dequantised_copy(where, fingerprint))
         dtype = torch.bfloat16 if precision(device) == "bf16" else torch.float32
-        tok, net = load_pretrained(where, "model_name_or_path", source, causal=True, dtype=dtype)
+
+        def read(folder) -> tuple:
+            return load_pretrained(str(folder), "model_name_or_path", source, causal=True, dtype=dtype)
+
+        tok, net = dequantised_copy(where, fingerprint, use=read) if where.endswith(".gguf") else read(where)
         net.eval().to(device)
         return tok, net
 

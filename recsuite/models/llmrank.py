@@ -6,16 +6,15 @@ Recommender Systems*):
 
     score(u, i) = log p(text(i) | prompt(u)) = sum_t log p(c_t | prompt(u), c_1 .. c_{t-1}).
 
-``LMScorer`` runs the prompt once per user and reuses its key/value cache for every candidate (one batched
-forward pass over the candidates' tokens), which gives the same numbers as one full forward pass per
-candidate (``method="naive"``) at a fraction of the cost. ``zero_shot`` scores a user's top-M candidates of
-another recommender; ``named_titles``/``check_explanation`` test that a generated explanation names only
-films the user watched or the film recommended.
+``LMScorer`` runs the prompt once per user with the candidates packed after it in the same forward pass, each
+seeing only the prompt and itself (the tokens that all the prompts begin with run once per call): the same
+numbers as one full forward pass per candidate (``method="naive"``) at a fraction of the cost.
+``zero_shot`` scores a user's top-M candidates of another recommender; ``named_titles``/``check_explanation``
+test that a generated explanation names only films the user watched or the film recommended.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from dataclasses import dataclass
@@ -127,7 +126,12 @@ class LMScorer(CausalLM):
     SmolLM2-135M-Instruct (``profiles.packaged_lm()``). A model whose tokenizer has a chat template gets each
     message as one user turn followed by the assistant's turn, and each candidate is scored as the whole
     answer (its tokens and the end-of-turn token, ``end_of_answer``), so that "Star Wars" is not rewarded
-    as the beginning of a longer title. ``batch_size`` candidates share one forward pass.
+    as the beginning of a longer title.
+
+    ``batch_size``: at most this many candidates are packed into one forward pass with their prompt; a user
+    with more takes further passes over the prompt's key/value cache (the prompt still runs once). It bounds
+    the memory of a pass (its tokens, and one row of logits over the vocabulary per candidate token), never
+    the scores: every ``batch_size`` gives the same numbers.
 
     Introduced in notebooks/10_llm_recommenders.ipynb
     """
@@ -164,47 +168,95 @@ class LMScorer(CausalLM):
         return prefixes, cands
 
     def _logprobs(self, logits, targets):
+        """``log p(target)`` at each row of ``logits`` (the textbook log-softmax over the whole vocabulary, in fp32)."""
         torch = require("torch", "text")
 
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
-    def _kv(self, prefix, cands):
-        """Each chunk of ``batch_size`` candidates in one forward pass over the prompt's cache, packed into one row.
+    def _packed(self, head, offset, chunk, past, keep_cache: bool = False):
+        """One forward pass over ``head`` (the prompt's tokens after the ``offset`` ones held in the cache ``past``,
+        None when ``offset`` is 0) and the candidates of ``chunk`` packed after it, each without its last token
+        (which predicts nothing).
 
-        The prompt runs once (only its last position's logits are computed). Then a chunk's candidates are laid
-        end to end after it, each token at its own position after the prompt (``position_ids``) and seeing the
-        prompt and the earlier tokens of its own candidate only (a block-diagonal causal mask): the same
-        attention as one pass per candidate, with no padding and no copy of the cache per candidate.
+        Every candidate token sits at its own position after the prompt (``position_ids``) and sees the prompt and
+        the earlier tokens of its own candidate only (an additive 4-D mask, which eager and sdpa attention both
+        read): the attention of one pass per candidate. Logits are computed only where a candidate token is
+        predicted (``logits_to_keep``): the prompt's last token (when ``head`` is not empty) and every candidate
+        token but the last. Returns the log-probabilities over the vocabulary at the prompt's last token (None
+        without ``head``), per candidate of ``chunk`` the sum of its log-probabilities after the first token, and
+        the cache (``past`` grown by this pass's tokens, a new one with ``keep_cache``, else None).
         """
         torch = require("torch", "text")
 
-        net, n_prefix = self.model, len(prefix)
-        dtype = next(net.parameters()).dtype
+        dev, n_prompt = self.device, offset + len(head)
+        inputs = [c[:-1] for c in chunk]
+        ids = list(head) + [t for c in inputs for t in c]
+        sums = torch.zeros(len(chunk), dtype=torch.float64)
+        if not ids:  # no prompt token to run and every candidate one token long: nothing left to predict
+            return None, sums, past
+        lengths = torch.tensor([len(c) for c in inputs], device=dev)
+        seg = torch.cat([torch.full((len(head),), -1, device=dev),
+                         torch.repeat_interleave(torch.arange(len(chunk), device=dev), lengths)])
+        pos = torch.cat([torch.arange(offset, n_prompt, device=dev),
+                         n_prompt + torch.arange(int(lengths.sum()), device=dev)
+                         - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)])
+        seen = (pos[None, :] <= pos[:, None]) & ((seg[None, :] < 0) | (seg[None, :] == seg[:, None]))
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros((len(ids), offset + len(ids)), dtype=dtype, device=dev)
+        mask[:, offset:].masked_fill_(~seen, torch.finfo(dtype).min)  # the cached prompt tokens are all seen
+        keep = torch.arange(max(len(head) - 1, 0), len(ids), device=dev)
+        use_cache = past is not None or keep_cache
+        out = self.model(torch.tensor([ids], device=dev), past_key_values=past, use_cache=use_cache,
+                         attention_mask=mask[None, None], position_ids=pos[None], logits_to_keep=keep)
+        logits = out.logits[0]
+        first = torch.log_softmax(logits[0].float(), dim=-1) if head else None
+        targets = torch.tensor([t for c in chunk for t in c[1:]], dtype=torch.long, device=dev)
+        lp = self._logprobs(logits[1:] if head else logits, targets)  # row r predicts the token after input r
+        owner = torch.repeat_interleave(torch.arange(len(chunk)), lengths.cpu())
+        return first, sums.index_add_(0, owner, lp.double().cpu()), out.past_key_values if use_cache else None
+
+    def _kv(self, prefixes, cands, progress: bool = False):
+        """Every prompt's candidates scored with the prompt run once: ``ceil(n_candidates / batch_size)`` forward
+        passes per prompt, ``batch_size`` candidates packed in each (``_packed``).
+
+        The tokens that all the prompts begin with (a chat template's system turn, the start of a shared message)
+        run once, and every prompt continues from their key/value cache. The first pass of a prompt runs its
+        remaining tokens with its first chunk of candidates; a further chunk runs over the prompt's cache. After
+        a pass the cache is cut back to the tokens the next pass reads (``Cache.crop``: no copy). No padding, and
+        logits only where a candidate token is predicted: the numbers of one forward pass per candidate
+        (``_naive``), at a fraction of the cost.
+        """
+        torch = require("torch", "text")
+
+        def rewind(cache, length):
+            extra = cache.get_seq_length() - length
+            if extra > 0:
+                cache.crop(-extra)  # a negative count removes that many tokens (transformers 4.x and 5.x alike)
+
+        shared = 0
+        if len(prefixes) > 1:  # the longest common prefix; each prompt keeps its last token for its own pass
+            shortest = min(len(p) for p in prefixes) - 1
+            while shared < shortest and all(p[shared] == prefixes[0][shared] for p in prefixes):
+                shared += 1
+        totals = []
         with torch.inference_mode():
-            out = net(torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            totals = []
-            for start in range(0, len(cands), self.batch_size):
-                chunk = cands[start:start + self.batch_size]
-                lengths = torch.tensor([len(c) for c in chunk], device=self.device)
-                ids = torch.tensor([[t for c in chunk for t in c]], device=self.device)
-                seg = torch.repeat_interleave(torch.arange(len(chunk), device=self.device), lengths)
-                offset = torch.arange(ids.shape[1], device=self.device) - torch.repeat_interleave(
-                    torch.cumsum(lengths, 0) - lengths, lengths)  # position within its own candidate
-                own = (seg[:, None] == seg[None, :]) & (offset[None, :] <= offset[:, None])
-                seen = torch.cat([torch.ones(len(seg), n_prefix, dtype=torch.bool, device=self.device), own], dim=1)
-                mask = torch.zeros(seen.shape, dtype=dtype, device=self.device).masked_fill_(
-                    ~seen, torch.finfo(dtype).min)[None, None]  # additive: eager and sdpa attention both read it
-                last = start + self.batch_size >= len(cands)  # the pass appends to the cache: earlier chunks use a copy
-                logits = net(ids, past_key_values=out.past_key_values if last else copy.deepcopy(out.past_key_values),
-                             use_cache=True, attention_mask=mask, position_ids=(n_prefix + offset)[None]).logits[0]
-                # token t + 1 of a candidate is predicted at its token t; its first token by the prompt's last
-                lp = self._logprobs(logits[:-1], ids[0, 1:]).cpu().numpy()
-                first_lp = first[ids[0, torch.cumsum(lengths, 0) - lengths]].cpu().numpy()
-                end = 0
-                for r, c in enumerate(chunk):
-                    begin, end = end, end + len(c)
-                    totals.append(float(first_lp[r]) + float(lp[begin:end - 1].sum()))
+            base = None
+            if shared:
+                base = self.model(torch.tensor([prefixes[0][:shared]], device=self.device), use_cache=True,
+                                  logits_to_keep=1).past_key_values
+            rows = tqdm(list(zip(prefixes, cands)), desc="score (kv)", unit="prompt", disable=not progress,
+                        leave=False)
+            for prefix, row in rows:
+                chunks = [row[s:s + self.batch_size] for s in range(0, len(row), self.batch_size)]
+                first, rest, past = self._packed(prefix[shared:], shared, chunks[0], base, len(chunks) > 1)
+                parts = [rest]
+                for chunk in chunks[1:]:  # over the prompt's cache, the previous chunk's tokens dropped
+                    rewind(past, len(prefix))
+                    parts.append(self._packed([], len(prefix), chunk, past)[1])
+                if base is not None:
+                    rewind(base, shared)
+                heads = torch.tensor([c[0] for c in row], device=first.device)
+                totals.append((first[heads].double().cpu() + torch.cat(parts)).tolist())
         return totals
 
     def _naive(self, prefix, cands):
@@ -222,10 +274,11 @@ class LMScorer(CausalLM):
         """Log-likelihood of every candidate text after each message; ``candidates[u]`` belongs to
         ``messages[u]`` and every row has the same number of candidates.
 
-        ``method="kv"`` runs each prompt once and its cache for all candidates; ``"naive"`` runs prompt +
-        candidate in full for each candidate (the reference the benchmark compares with). An empty or blank
-        message or candidate (or a None/NaN in place of one) is a ValueError naming its position: the LM
-        would score the bare end-of-answer token as if it were a film.
+        ``method="kv"`` runs each prompt once and its cache for all candidates, ``batch_size`` candidates per
+        forward pass (``_kv``); ``"naive"`` runs prompt + candidate in full for each candidate (the reference
+        the benchmark compares with). An empty or blank message or candidate (or a None/NaN in place of one)
+        is a ValueError naming its position: the LM would score the bare end-of-answer token as if it were a
+        film.
         """
         messages = _check_titles("messages", messages)
         checks.one_of("method", method, ("kv", "naive"))
@@ -240,9 +293,11 @@ class LMScorer(CausalLM):
         if len(widths) != 1:
             raise ValueError(f"every candidates row must have the same length, got lengths {sorted(widths)}")
         prefixes, cands = self._ids(messages, rows)
-        run = self._kv if method == "kv" else self._naive
-        total = np.array([run(p, c) for p, c in tqdm(list(zip(prefixes, cands)), desc=f"score ({method})",
-                                                     unit="prompt", disable=not progress, leave=False)])
+        if method == "kv":
+            total = np.array(self._kv(prefixes, cands, progress))
+        else:
+            total = np.array([self._naive(p, c) for p, c in tqdm(list(zip(prefixes, cands)), desc="score (naive)",
+                                                                  unit="prompt", disable=not progress, leave=False)])
         n_tokens = np.array([[len(c) for c in row] for row in cands])
         return LogLik(total=total, n_tokens=n_tokens)
 
